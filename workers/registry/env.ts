@@ -1,0 +1,22 @@
+// The registry Worker's bindings (wrangler.toml) and the hono context type built on them.
+import type { ObjectEnv } from "../../durable-objects/env.ts";
+
+export interface Env extends ObjectEnv {
+  DB: D1Database;
+  EVENTS: Queue;
+  /** "local": signed route of this Worker; "s3": presigned URL on R2's S3 endpoint. */
+  BLOB_REDIRECT_MODE: string;
+  BLOB_URL_TTL_SECONDS: string;
+  R2_BUCKET_NAME: string;
+  R2_ACCOUNT_ID?: string;
+  R2_ACCESS_KEY_ID?: string;
+  R2_SECRET_ACCESS_KEY?: string;
+  REGISTRY_ADMIN_USER: string;
+  REGISTRY_ADMIN_PASSWORD: string;
+  /** HMAC key for everything this Worker puts in a URL to be trusted later. */
+  URL_SIGNING_SECRET: string;
+}
+
+export interface AppEnv {
+  Bindings: Env;
+}
