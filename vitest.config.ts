@@ -1,8 +1,10 @@
 // Two test projects: code that runs on workerd (unit tests beside the Worker and Durable Object
 // sources, integration tests per OCI resource), and Node-side tests (the local runner, the
 // build fleet, end-to-end tests that start the real registry and drive it with real clients).
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+
+const migrations = await readD1Migrations("./schema/migrations/d1");
 
 export default defineConfig({
   test: {
@@ -15,6 +17,7 @@ export default defineConfig({
               bindings: {
                 URL_SIGNING_SECRET: "test-url-signing-secret-0123456789abcdef",
                 REGISTRY_ADMIN_PASSWORD: "test-admin-password",
+                TEST_MIGRATIONS: migrations,
               },
             },
           }),

@@ -1,5 +1,623 @@
-// RepositoryObject: one per repository. Owns tags, manifests, blob links and upload sessions.
+// RepositoryObject: one per repository. Owns its tags (with history), manifests, the set of
+// blobs linked to it and its upload sessions. Single writer: every tag move is serialized here.
 import { DurableObject } from "cloudflare:workers";
+import { type RpcResult, rpcFailure } from "../schema/oci/errors.ts";
+import type { Digest } from "../schema/oci/reference.ts";
+import type {
+  BlobLink,
+  ManifestRecord,
+  PutManifestInput,
+  RefDelta,
+  UploadPart,
+  UploadSnapshot,
+  UploadWrite,
+} from "../schema/rpc.ts";
+import { blobRefShardName } from "./blob-ref-object.ts";
 import type { ObjectEnv } from "./env.ts";
+import { joinChunks, migrate, splitChunks } from "./sql-migrations.ts";
 
-export class RepositoryObject extends DurableObject<ObjectEnv> {}
+const MIGRATIONS = [
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE blob_links (
+     digest TEXT PRIMARY KEY, size INTEGER NOT NULL, r2_key TEXT NOT NULL, linked_at INTEGER NOT NULL);
+   CREATE TABLE manifests (
+     digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL,
+     artifact_type TEXT, subject TEXT, annotations TEXT, created_at INTEGER NOT NULL);
+   CREATE INDEX manifests_by_subject ON manifests(subject) WHERE subject IS NOT NULL;
+   CREATE TABLE manifest_chunks (
+     digest TEXT NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (digest, seq));
+   CREATE TABLE manifest_refs (
+     manifest TEXT NOT NULL, target TEXT NOT NULL, kind TEXT NOT NULL,
+     PRIMARY KEY (manifest, kind, target));
+   CREATE INDEX manifest_refs_by_target ON manifest_refs(target);
+   CREATE TABLE tags (
+     id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, digest TEXT NOT NULL,
+     start_ms INTEGER NOT NULL, end_ms INTEGER);
+   CREATE UNIQUE INDEX tags_current ON tags(name) WHERE end_ms IS NULL;
+   CREATE INDEX tags_current_by_digest ON tags(digest) WHERE end_ms IS NULL;
+   CREATE TABLE uploads (
+     id TEXT PRIMARY KEY, r2_key TEXT NOT NULL, offset INTEGER NOT NULL, hash_state BLOB,
+     multipart_id TEXT, parts TEXT NOT NULL, lease_id TEXT, lease_until INTEGER,
+     created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+   CREATE INDEX uploads_by_expiry ON uploads(expires_at);
+   CREATE TABLE upload_tail (
+     upload_id TEXT NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (upload_id, seq));
+   CREATE TABLE ref_outbox (
+     id TEXT PRIMARY KEY, digest TEXT NOT NULL, delta INTEGER NOT NULL, created_at INTEGER NOT NULL);`,
+];
+
+/** A writer holds an upload session this long at most; a crashed writer's lease then lapses. */
+const UPLOAD_LEASE_MS = 30 * 60 * 1000;
+/** How soon undelivered reference-count deltas are retried. */
+const OUTBOX_RETRY_MS = 5_000;
+
+type UploadRow = {
+  id: string;
+  r2_key: string;
+  offset: number;
+  hash_state: ArrayBuffer | null;
+  multipart_id: string | null;
+  parts: string;
+  lease_id: string | null;
+  lease_until: number | null;
+  expires_at: number;
+};
+
+type ManifestRow = { digest: string; media_type: string; size: number };
+
+export interface TagPage {
+  tags: string[];
+  /** True when more tags follow the last one returned. */
+  more: boolean;
+  exists: boolean;
+}
+
+export interface ReferrerRow {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export class RepositoryObject extends DurableObject<ObjectEnv> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: ObjectEnv) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    ctx.blockConcurrencyWhile(async () => migrate(this.sql, MIGRATIONS));
+  }
+
+  // ---- repository ---------------------------------------------------------------------------
+
+  /** Whether anything was ever written here (tags/list of an unknown name is NAME_UNKNOWN). */
+  exists(): boolean {
+    return this.meta("created") !== undefined;
+  }
+
+  /** The Worker records the repository in the D1 catalog once, then says so here. */
+  catalogRegistered(): boolean {
+    return this.meta("catalog") !== undefined;
+  }
+
+  markCatalogRegistered(): void {
+    this.setMeta("catalog", "1");
+  }
+
+  // ---- blob links (a blob is readable through a repository only if linked to it) -----------
+
+  getBlob(digest: Digest): BlobLink | null {
+    const row = this.sql
+      .exec<{ size: number; r2_key: string }>(
+        "SELECT size, r2_key FROM blob_links WHERE digest = ?",
+        digest,
+      )
+      .toArray()[0];
+    return row ? { digest, size: row.size, key: row.r2_key } : null;
+  }
+
+  linkBlob(link: BlobLink): { catalogued: boolean } {
+    this.ctx.storage.transactionSync(() => {
+      this.insertLink(link);
+      this.markCreated();
+    });
+    return { catalogued: this.catalogRegistered() };
+  }
+
+  unlinkBlob(digest: Digest): boolean {
+    return this.sql.exec("DELETE FROM blob_links WHERE digest = ?", digest).rowsWritten > 0;
+  }
+
+  // ---- upload sessions -----------------------------------------------------------------------
+
+  async createUpload(key: string): Promise<{ id: string }> {
+    const id = crypto.randomUUID();
+    const now = Date.now();
+    this.sql.exec(
+      `INSERT INTO uploads (id, r2_key, offset, hash_state, multipart_id, parts, created_at, expires_at)
+       VALUES (?, ?, 0, NULL, NULL, '[]', ?, ?)`,
+      id,
+      key,
+      now,
+      now + this.sessionTtlMs(),
+    );
+    await this.scheduleAlarm(now + this.sessionTtlMs());
+    return { id };
+  }
+
+  getUpload(id: string): RpcResult<{ offset: number }> {
+    const row = this.uploadRow(id);
+    return row ? { ok: true, offset: row.offset } : rpcFailure("BLOB_UPLOAD_UNKNOWN");
+  }
+
+  /**
+   * Takes the session's write lease. `expectedOffset` is the start of a Content-Range; a chunk
+   * that does not start where the session ends is refused with 416 and the current Range
+   * (distribution-spec §"Pushing a blob in chunks").
+   */
+  beginUploadWrite(
+    id: string,
+    expectedOffset: number | null,
+  ): RpcResult<{ session: UploadSnapshot; leaseId: string }> {
+    const row = this.uploadRow(id);
+    if (!row) return rpcFailure("BLOB_UPLOAD_UNKNOWN");
+    const now = Date.now();
+    const range = { headers: { Range: rangeHeader(row.offset), "Docker-Upload-UUID": id } };
+    if (row.lease_id && (row.lease_until ?? 0) > now) {
+      return rpcFailure("BLOB_UPLOAD_INVALID", "another request is writing to this upload", {
+        ...range,
+        status: 416,
+      });
+    }
+    if (expectedOffset !== null && expectedOffset !== row.offset) {
+      return rpcFailure(
+        "RANGE_INVALID",
+        `chunk starts at ${expectedOffset}, upload is at ${row.offset}`,
+        range,
+      );
+    }
+    const leaseId = crypto.randomUUID();
+    this.sql.exec(
+      "UPDATE uploads SET lease_id = ?, lease_until = ? WHERE id = ?",
+      leaseId,
+      now + UPLOAD_LEASE_MS,
+      id,
+    );
+    return {
+      ok: true,
+      leaseId,
+      session: {
+        id,
+        offset: row.offset,
+        hashState: row.hash_state ? new Uint8Array(row.hash_state) : null,
+        key: row.r2_key,
+        multipartUploadId: row.multipart_id,
+        parts: JSON.parse(row.parts) as UploadPart[],
+        tail: this.readTail(id),
+      },
+    };
+  }
+
+  /** Records what a writer appended and releases its lease. */
+  commitUploadWrite(
+    id: string,
+    leaseId: string,
+    write: UploadWrite,
+  ): RpcResult<{ offset: number }> {
+    const row = this.uploadRow(id);
+    if (!row) return rpcFailure("BLOB_UPLOAD_UNKNOWN");
+    if (row.lease_id !== leaseId) {
+      return rpcFailure("BLOB_UPLOAD_INVALID", "the upload's write lease was lost");
+    }
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec(
+        `UPDATE uploads SET offset = ?, hash_state = ?, multipart_id = ?, parts = ?,
+           lease_id = NULL, lease_until = NULL, expires_at = ? WHERE id = ?`,
+        write.offset,
+        write.hashState,
+        write.multipartUploadId,
+        JSON.stringify(write.parts),
+        now + this.sessionTtlMs(),
+        id,
+      );
+      this.writeTail(id, write.tail);
+    });
+    return { ok: true, offset: write.offset };
+  }
+
+  /** A writer that failed gives the lease back without changing the session. */
+  releaseUploadWrite(id: string, leaseId: string, multipartUploadId: string | null): void {
+    // Keep a multipart upload the writer had to create, so its parts are aborted with the session.
+    this.sql.exec(
+      `UPDATE uploads SET lease_id = NULL, lease_until = NULL,
+         multipart_id = COALESCE(multipart_id, ?) WHERE id = ? AND lease_id = ?`,
+      multipartUploadId,
+      id,
+      leaseId,
+    );
+  }
+
+  /** Ends a session whose blob is now stored: the session goes, the blob is linked. */
+  completeUpload(id: string, leaseId: string, link: BlobLink): RpcResult<{ catalogued: boolean }> {
+    const row = this.uploadRow(id);
+    if (!row) return rpcFailure("BLOB_UPLOAD_UNKNOWN");
+    if (row.lease_id !== leaseId) {
+      return rpcFailure("BLOB_UPLOAD_INVALID", "the upload's write lease was lost");
+    }
+    this.ctx.storage.transactionSync(() => {
+      this.deleteUploadRows(id);
+      this.insertLink(link);
+      this.markCreated();
+    });
+    return { ok: true, catalogued: this.catalogRegistered() };
+  }
+
+  /** Cancels a session (client DELETE, bad digest, or expiry) and aborts its R2 parts. */
+  async cancelUpload(id: string): Promise<RpcResult<Record<never, never>>> {
+    const row = this.uploadRow(id);
+    if (!row) return rpcFailure("BLOB_UPLOAD_UNKNOWN");
+    this.deleteUploadRows(id);
+    await this.abortMultipart(row);
+    return { ok: true };
+  }
+
+  // ---- manifests and tags ------------------------------------------------------------------
+
+  async putManifest(
+    input: PutManifestInput,
+  ): Promise<RpcResult<{ created: boolean; tagMoved: boolean; catalogued: boolean }>> {
+    const missing: { digest: string; reason: string }[] = [];
+    for (const blob of input.blobs) {
+      const link = this.getBlob(blob.digest);
+      if (!link) missing.push({ digest: blob.digest, reason: "blob unknown" });
+      else if (link.size !== blob.size) {
+        return rpcFailure(
+          "MANIFEST_INVALID",
+          `descriptor size ${blob.size} does not match blob ${blob.digest} (${link.size} bytes)`,
+        );
+      }
+    }
+    for (const child of input.children) {
+      if (!this.manifestRow(child.digest)) {
+        missing.push({ digest: child.digest, reason: "manifest unknown" });
+      }
+    }
+    if (missing.length > 0) {
+      return rpcFailure("MANIFEST_BLOB_UNKNOWN", undefined, { detail: missing });
+    }
+
+    const now = Date.now();
+    let created = false;
+    let tagMoved = false;
+    this.ctx.storage.transactionSync(() => {
+      if (!this.manifestRow(input.digest)) {
+        created = true;
+        this.insertManifest(input, now);
+      }
+      if (input.tag !== undefined) tagMoved = this.moveTag(input.tag, input.digest, now);
+      this.markCreated();
+    });
+    if (created) await this.flushRefDeltas();
+    return { ok: true, created, tagMoved, catalogued: this.catalogRegistered() };
+  }
+
+  /** Resolves a tag or digest; `withBody` false answers a HEAD without reading the bytes. */
+  getManifest(
+    reference: { tag: string } | { digest: Digest },
+    withBody: boolean,
+  ): ManifestRecord | null {
+    const row =
+      "tag" in reference
+        ? this.sql
+            .exec<ManifestRow>(
+              `SELECT m.digest, m.media_type, m.size FROM tags t JOIN manifests m ON m.digest = t.digest
+               WHERE t.name = ? AND t.end_ms IS NULL`,
+              reference.tag,
+            )
+            .toArray()[0]
+        : this.manifestRow(reference.digest);
+    if (!row) return null;
+    const record: ManifestRecord = {
+      digest: row.digest as Digest,
+      mediaType: row.media_type,
+      size: row.size,
+    };
+    if (withBody) {
+      const chunks = this.sql
+        .exec<{ bytes: ArrayBuffer }>(
+          "SELECT bytes FROM manifest_chunks WHERE digest = ? ORDER BY seq",
+          row.digest,
+        )
+        .toArray()
+        .map((chunk) => chunk.bytes);
+      record.body = joinChunks(chunks, row.size);
+    }
+    return record;
+  }
+
+  /** Deletes a manifest and untags it; its blobs' reference counts drop (after commit). */
+  async deleteManifest(digest: Digest): Promise<RpcResult<Record<never, never>>> {
+    if (!this.manifestRow(digest)) return rpcFailure("MANIFEST_UNKNOWN");
+    const now = Date.now();
+    this.ctx.storage.transactionSync(() => {
+      this.sql.exec("UPDATE tags SET end_ms = ? WHERE digest = ? AND end_ms IS NULL", now, digest);
+      const blobs = this.sql
+        .exec<{ target: string }>(
+          "SELECT target FROM manifest_refs WHERE manifest = ? AND kind = 'blob'",
+          digest,
+        )
+        .toArray();
+      for (const { target } of blobs) this.queueRefDelta(target, -1, now);
+      this.sql.exec("DELETE FROM manifest_refs WHERE manifest = ?", digest);
+      this.sql.exec("DELETE FROM manifest_chunks WHERE digest = ?", digest);
+      this.sql.exec("DELETE FROM manifests WHERE digest = ?", digest);
+    });
+    await this.flushRefDeltas();
+    return { ok: true };
+  }
+
+  deleteTag(tag: string): RpcResult<Record<never, never>> {
+    const ended = this.sql.exec(
+      "UPDATE tags SET end_ms = ? WHERE name = ? AND end_ms IS NULL",
+      Date.now(),
+      tag,
+    ).rowsWritten;
+    return ended > 0 ? { ok: true } : rpcFailure("MANIFEST_UNKNOWN", `tag ${tag} not found`);
+  }
+
+  /** Lexically ordered tags after `last` (distribution-spec §"Listing Tags"). */
+  listTags(limit: number, last: string | null): TagPage {
+    const rows = this.sql
+      .exec<{ name: string }>(
+        `SELECT name FROM tags WHERE end_ms IS NULL AND name > ? ORDER BY name LIMIT ?`,
+        last ?? "",
+        limit + 1,
+      )
+      .toArray();
+    const more = rows.length > limit;
+    return { tags: rows.slice(0, limit).map((row) => row.name), more, exists: this.exists() };
+  }
+
+  /** Manifests whose subject is `digest`, optionally only those of one artifactType. */
+  listReferrers(digest: Digest, artifactType: string | null): ReferrerRow[] {
+    const rows = this.sql
+      .exec<{
+        digest: string;
+        media_type: string;
+        size: number;
+        artifact_type: string | null;
+        annotations: string | null;
+      }>(
+        `SELECT digest, media_type, size, artifact_type, annotations FROM manifests
+         WHERE subject = ? AND (?2 IS NULL OR artifact_type = ?2) ORDER BY created_at, digest`,
+        digest,
+        artifactType,
+      )
+      .toArray();
+    return rows.map((row) => {
+      const referrer: ReferrerRow = {
+        digest: row.digest as Digest,
+        mediaType: row.media_type,
+        size: row.size,
+      };
+      if (row.artifact_type) referrer.artifactType = row.artifact_type;
+      if (row.annotations) referrer.annotations = JSON.parse(row.annotations);
+      return referrer;
+    });
+  }
+
+  // ---- alarm: expire abandoned uploads, retry undelivered reference deltas -------------------
+
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const expired = this.sql
+      .exec<UploadRow>("SELECT * FROM uploads WHERE expires_at <= ?", now)
+      .toArray();
+    for (const row of expired) {
+      this.deleteUploadRows(row.id);
+      await this.abortMultipart(row);
+    }
+    await this.flushRefDeltas();
+    const next = this.sql
+      .exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM uploads")
+      .toArray()[0]?.at;
+    if (next != null) await this.scheduleAlarm(next);
+  }
+
+  // ---- internals -----------------------------------------------------------------------------
+
+  private insertManifest(input: PutManifestInput, now: number): void {
+    this.sql.exec(
+      `INSERT INTO manifests (digest, media_type, size, artifact_type, subject, annotations, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      input.digest,
+      input.mediaType,
+      input.body.byteLength,
+      input.artifactType ?? null,
+      input.subject?.digest ?? null,
+      input.annotations ? JSON.stringify(input.annotations) : null,
+      now,
+    );
+    splitChunks(input.body).forEach((bytes, seq) => {
+      this.sql.exec(
+        "INSERT INTO manifest_chunks (digest, seq, bytes) VALUES (?, ?, ?)",
+        input.digest,
+        seq,
+        bytes,
+      );
+    });
+    // A blob listed twice in one manifest is one reference.
+    for (const digest of new Set(input.blobs.map((blob) => blob.digest))) {
+      this.sql.exec(
+        "INSERT INTO manifest_refs (manifest, target, kind) VALUES (?, ?, 'blob')",
+        input.digest,
+        digest,
+      );
+      this.queueRefDelta(digest, 1, now);
+    }
+    for (const digest of new Set(input.children.map((child) => child.digest))) {
+      this.sql.exec(
+        "INSERT INTO manifest_refs (manifest, target, kind) VALUES (?, ?, 'manifest')",
+        input.digest,
+        digest,
+      );
+    }
+  }
+
+  /** Points `tag` at `digest`, ending the previous lifetime row. Returns whether it moved. */
+  private moveTag(tag: string, digest: Digest, now: number): boolean {
+    const current = this.sql
+      .exec<{ id: number; digest: string }>(
+        "SELECT id, digest FROM tags WHERE name = ? AND end_ms IS NULL",
+        tag,
+      )
+      .toArray()[0];
+    if (current?.digest === digest) return false;
+    if (current) this.sql.exec("UPDATE tags SET end_ms = ? WHERE id = ?", now, current.id);
+    this.sql.exec(
+      "INSERT INTO tags (name, digest, start_ms, end_ms) VALUES (?, ?, ?, NULL)",
+      tag,
+      digest,
+      now,
+    );
+    return true;
+  }
+
+  private queueRefDelta(digest: string, delta: 1 | -1, now: number): void {
+    this.sql.exec(
+      "INSERT INTO ref_outbox (id, digest, delta, created_at) VALUES (?, ?, ?, ?)",
+      crypto.randomUUID(),
+      digest,
+      delta,
+      now,
+    );
+  }
+
+  /**
+   * Delivers committed reference-count deltas to the BlobRefObject shards. Each delta has an id
+   * the shard remembers, so a retry after a lost answer is applied once; undelivered deltas stay
+   * in the outbox and the alarm retries them.
+   */
+  private async flushRefDeltas(): Promise<void> {
+    const pending = this.sql
+      .exec<{ id: string; digest: string; delta: number }>(
+        "SELECT id, digest, delta FROM ref_outbox ORDER BY created_at LIMIT 1000",
+      )
+      .toArray();
+    if (pending.length === 0) return;
+    const byShard = new Map<string, RefDelta[]>();
+    for (const row of pending) {
+      const shard = blobRefShardName(row.digest);
+      const list = byShard.get(shard) ?? [];
+      list.push({ id: row.id, digest: row.digest as Digest, delta: row.delta as 1 | -1 });
+      byShard.set(shard, list);
+    }
+    let failed = false;
+    await Promise.all(
+      [...byShard].map(async ([shard, deltas]) => {
+        try {
+          await this.env.BLOB_REF.getByName(shard).applyDeltas(deltas);
+          for (const delta of deltas)
+            this.sql.exec("DELETE FROM ref_outbox WHERE id = ?", delta.id);
+        } catch (error) {
+          failed = true;
+          console.error(`reference deltas for ${shard} not delivered, will retry`, error);
+        }
+      }),
+    );
+    if (failed) await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
+    else if (pending.length === 1000) await this.flushRefDeltas();
+  }
+
+  private async abortMultipart(row: Pick<UploadRow, "r2_key" | "multipart_id">): Promise<void> {
+    if (!row.multipart_id) return;
+    try {
+      await this.env.BLOBS.resumeMultipartUpload(row.r2_key, row.multipart_id).abort();
+    } catch (error) {
+      // Already completed or aborted: nothing is left to free.
+      console.warn(`abort of multipart upload ${row.multipart_id} failed`, error);
+    }
+  }
+
+  private manifestRow(digest: string): ManifestRow | undefined {
+    return this.sql
+      .exec<ManifestRow>("SELECT digest, media_type, size FROM manifests WHERE digest = ?", digest)
+      .toArray()[0];
+  }
+
+  private uploadRow(id: string): UploadRow | undefined {
+    return this.sql.exec<UploadRow>("SELECT * FROM uploads WHERE id = ?", id).toArray()[0];
+  }
+
+  private readTail(id: string): Uint8Array {
+    const chunks = this.sql
+      .exec<{ bytes: ArrayBuffer }>(
+        "SELECT bytes FROM upload_tail WHERE upload_id = ? ORDER BY seq",
+        id,
+      )
+      .toArray()
+      .map((row) => row.bytes);
+    return joinChunks(chunks);
+  }
+
+  private writeTail(id: string, tail: Uint8Array): void {
+    this.sql.exec("DELETE FROM upload_tail WHERE upload_id = ?", id);
+    splitChunks(tail).forEach((bytes, seq) => {
+      this.sql.exec(
+        "INSERT INTO upload_tail (upload_id, seq, bytes) VALUES (?, ?, ?)",
+        id,
+        seq,
+        bytes,
+      );
+    });
+  }
+
+  private deleteUploadRows(id: string): void {
+    this.sql.exec("DELETE FROM upload_tail WHERE upload_id = ?", id);
+    this.sql.exec("DELETE FROM uploads WHERE id = ?", id);
+  }
+
+  private insertLink(link: BlobLink): void {
+    this.sql.exec(
+      `INSERT INTO blob_links (digest, size, r2_key, linked_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT (digest) DO UPDATE SET r2_key = excluded.r2_key`,
+      link.digest,
+      link.size,
+      link.key,
+      Date.now(),
+    );
+  }
+
+  private markCreated(): void {
+    if (this.meta("created") === undefined) this.setMeta("created", String(Date.now()));
+  }
+
+  private meta(key: string): string | undefined {
+    return this.sql
+      .exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key)
+      .toArray()[0]?.value;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.sql.exec(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+      key,
+      value,
+    );
+  }
+
+  private sessionTtlMs(): number {
+    return Number(this.env.UPLOAD_SESSION_TTL_SECONDS || 86_400) * 1000;
+  }
+
+  private async scheduleAlarm(at: number): Promise<void> {
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+}
+
+function rangeHeader(offset: number): string {
+  return `0-${Math.max(offset - 1, 0)}`;
+}

@@ -87,3 +87,9 @@ export function toRegistryError(failure: RpcFailure): RegistryError {
     headers: failure.headers,
   });
 }
+
+/** Returns a successful RPC result, or throws the failure as a RegistryError. */
+export function ensureOk<T extends { ok: boolean }>(result: T): Exclude<T, { ok: false }> {
+  if (result.ok === false) throw toRegistryError(result as unknown as RpcFailure);
+  return result as Exclude<T, { ok: false }>;
+}

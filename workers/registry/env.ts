@@ -1,5 +1,6 @@
 // The registry Worker's bindings (wrangler.toml) and the hono context type built on them.
 import type { ObjectEnv } from "../../durable-objects/env.ts";
+import type { RegistryServices } from "./services/registry-services.ts";
 
 export interface Env extends ObjectEnv {
   DB: D1Database;
@@ -19,4 +20,5 @@ export interface Env extends ObjectEnv {
 
 export interface AppEnv {
   Bindings: Env;
+  Variables: { services: RegistryServices };
 }

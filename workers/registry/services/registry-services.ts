@@ -1,0 +1,39 @@
+// Builds the domain services from the bindings, once per request; routes only see these.
+import type { Env } from "../env.ts";
+import { catalogStore } from "../storage/catalog-store.ts";
+import { objectDirectory } from "../storage/repository-stubs.ts";
+import { BlobService } from "./blob-service.ts";
+import { blobUrls } from "./blob-urls.ts";
+import { ManifestService } from "./manifest-service.ts";
+import { UploadService } from "./upload-service.ts";
+
+export interface RegistryServices {
+  blobs: BlobService;
+  uploads: UploadService;
+  manifests: ManifestService;
+  catalog: ReturnType<typeof catalogStore>;
+  objects: ReturnType<typeof objectDirectory>;
+}
+
+export function registryServices(env: Env): RegistryServices {
+  const objects = objectDirectory(env);
+  const catalog = catalogStore(env.DB);
+  const urls = blobUrls({
+    mode: env.BLOB_REDIRECT_MODE || "local",
+    ttlSeconds: Number(env.BLOB_URL_TTL_SECONDS || 300),
+    signingSecret: env.URL_SIGNING_SECRET,
+    r2: {
+      accountId: env.R2_ACCOUNT_ID,
+      accessKeyId: env.R2_ACCESS_KEY_ID,
+      secretAccessKey: env.R2_SECRET_ACCESS_KEY,
+      bucket: env.R2_BUCKET_NAME,
+    },
+  });
+  return {
+    objects,
+    catalog,
+    blobs: new BlobService({ objects, urls }),
+    uploads: new UploadService({ objects, bucket: env.BLOBS, catalog }),
+    manifests: new ManifestService({ objects, catalog }),
+  };
+}
