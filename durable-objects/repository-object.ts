@@ -403,7 +403,11 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
         size: row.size,
       };
       if (row.artifact_type) referrer.artifactType = row.artifact_type;
-      if (row.annotations) referrer.annotations = JSON.parse(row.annotations);
+      const annotations =
+        row.annotations === ANNOTATIONS_IN_BODY
+          ? this.annotationsFromBody(row.digest)
+          : row.annotations && JSON.parse(row.annotations);
+      if (annotations) referrer.annotations = annotations;
       return referrer;
     });
   }
@@ -437,7 +441,7 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
       input.body.byteLength,
       input.artifactType ?? null,
       input.subject?.digest ?? null,
-      input.annotations ? JSON.stringify(input.annotations) : null,
+      annotationsColumn(input),
       now,
     );
     splitChunks(input.body).forEach((bytes, seq) => {
@@ -541,6 +545,13 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     }
   }
 
+  private annotationsFromBody(digest: string): Record<string, string> | undefined {
+    const body = this.getManifest({ digest: digest as Digest }, true)?.body;
+    if (!body) return undefined;
+    return (JSON.parse(new TextDecoder().decode(body)) as { annotations?: Record<string, string> })
+      .annotations;
+  }
+
   private manifestRow(digest: string): ManifestRow | undefined {
     return this.sql
       .exec<ManifestRow>("SELECT digest, media_type, size FROM manifests WHERE digest = ?", digest)
@@ -616,6 +627,19 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     const current = await this.ctx.storage.getAlarm();
     if (current === null || current > at) await this.ctx.storage.setAlarm(at);
   }
+}
+
+/**
+ * Annotations are kept in the row for the referrers API, but a row holds at most 2 MB: large
+ * ones are marked and read from the manifest body when listed.
+ */
+const ANNOTATIONS_IN_BODY = "@body";
+const MAX_INLINE_ANNOTATIONS = 64 * 1024;
+
+function annotationsColumn(input: PutManifestInput): string | null {
+  if (!input.annotations || !input.subject) return null;
+  const json = JSON.stringify(input.annotations);
+  return json.length > MAX_INLINE_ANNOTATIONS ? ANNOTATIONS_IN_BODY : json;
 }
 
 function rangeHeader(offset: number): string {

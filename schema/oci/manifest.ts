@@ -98,7 +98,8 @@ function parseImage(json: Record<string, unknown>, mediaType: string): ParsedMan
     mediaType,
     blobs,
     children: [],
-    artifactType: artifactType ?? config.mediaType,
+    // image-spec: an absent or empty artifactType falls back to the config media type.
+    artifactType: artifactType || config.mediaType,
   });
 }
 

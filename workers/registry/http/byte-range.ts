@@ -13,6 +13,8 @@ export function parseByteRange(
   if (header === undefined) return null;
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!match || (match[1] === "" && match[2] === "")) return null;
+  // No range of an empty representation is satisfiable (RFC 9110 §14.1.1).
+  if (size === 0) return "unsatisfiable";
   if (match[1] === "") {
     const suffix = Number(match[2]);
     if (suffix === 0) return "unsatisfiable";

@@ -58,7 +58,7 @@ export class UploadService {
     let progress = resumeProgress(this.deps.bucket, session, "sha256");
     try {
       if (body) progress = await appendBody(this.deps.bucket, progress, body);
-      checkRangeEnd(range, progress.offset);
+      checkRangeEnd(range, session.offset, progress.offset);
     } catch (error) {
       await repo.releaseUploadWrite(id, leaseId, multipartIdOf(error, progress));
       throw error;
@@ -82,7 +82,7 @@ export class UploadService {
     let progress = resumeProgress(this.deps.bucket, session, algorithm);
     try {
       if (body) progress = await appendBody(this.deps.bucket, progress, body);
-      checkRangeEnd(range, progress.offset);
+      checkRangeEnd(range, session.offset, progress.offset);
     } catch (error) {
       await repo.releaseUploadWrite(id, leaseId, multipartIdOf(error, progress));
       throw error;
@@ -187,11 +187,12 @@ export class UploadService {
   }
 }
 
-function checkRangeEnd(range: ContentRange | null, offset: number): void {
+/** A chunk must end where its Content-Range said; if not, nothing of it is kept. */
+function checkRangeEnd(range: ContentRange | null, committed: number, offset: number): void {
   if (range && range.end + 1 !== offset) {
     throw new RegistryError("BLOB_UPLOAD_INVALID", "Content-Range does not match the body length", {
       status: 416,
-      headers: { Range: `0-${Math.max(offset - 1, 0)}` },
+      headers: { Range: `0-${Math.max(committed - 1, 0)}` },
     });
   }
 }
