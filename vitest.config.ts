@@ -4,7 +4,10 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
+import { generateSigningJwk } from "./scripts/local-secrets.ts";
+
 const migrations = await readD1Migrations("./schema/migrations/d1");
+const tokenSigningKey = await generateSigningJwk();
 
 export default defineConfig({
   test: {
@@ -17,6 +20,7 @@ export default defineConfig({
               bindings: {
                 URL_SIGNING_SECRET: "test-url-signing-secret-0123456789abcdef",
                 REGISTRY_ADMIN_PASSWORD: "test-admin-password",
+                TOKEN_SIGNING_KEY: tokenSigningKey,
                 TEST_MIGRATIONS: migrations,
               },
             },

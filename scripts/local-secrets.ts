@@ -44,7 +44,23 @@ export const LOCAL_SECRETS: readonly SecretSpec[] = [
     comment: "Password of the bootstrap admin (user name: REGISTRY_ADMIN_USER in wrangler.toml).",
     generate: () => readablePassword(),
   },
+  {
+    name: "TOKEN_SIGNING_KEY",
+    comment:
+      "EC P-256 private JWK that signs registry tokens (ES256); the public half is the JWKS.",
+    generate: generateSigningJwk,
+  },
 ];
+
+/** A fresh EC P-256 private key as a JWK on one line. */
+export async function generateSigningJwk(): Promise<string> {
+  const pair = (await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-256" }, true, [
+    "sign",
+    "verify",
+  ])) as { privateKey: Parameters<typeof crypto.subtle.exportKey>[1] };
+  const { privateKey } = pair;
+  return JSON.stringify(await crypto.subtle.exportKey("jwk", privateKey));
+}
 
 export interface LocalSecrets {
   file: string;

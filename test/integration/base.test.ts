@@ -1,4 +1,5 @@
-// end-1 (GET /v2/) and the bootstrap admin's HTTP Basic access; the error shape every endpoint shares.
+// end-1 (GET /v2/), the token-auth challenge, the bootstrap admin's HTTP Basic access, and the
+// error shape every endpoint shares.
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { api, expectError, expectHeadError, pushImage, uniqueRepo } from "./helpers.ts";
@@ -8,7 +9,7 @@ const basic = (user: string, password: string) => `Basic ${btoa(`${user}:${passw
 async function expectChallenge(res: Response): Promise<void> {
   await expectError(res, 401, "UNAUTHORIZED");
   const challenge = res.headers.get("WWW-Authenticate") ?? "";
-  expect(challenge).toMatch(/^Basic realm="[^"]+"/);
+  expect(challenge).toMatch(/^Bearer realm="http:\/\/registry\.test\/v2\/auth",service="[^"]+"/);
 }
 
 describe("GET /v2/ (end-1)", () => {
@@ -26,7 +27,7 @@ describe("GET /v2/ (end-1)", () => {
     expect(await res.text()).toBe("");
   });
 
-  it("challenges an anonymous client with 401 UNAUTHORIZED and WWW-Authenticate: Basic", async () => {
+  it("challenges an anonymous client with 401 UNAUTHORIZED and a Bearer challenge", async () => {
     const res = await api("/v2/", { auth: false });
     expect(res.headers.get("Docker-Distribution-API-Version")).toBe("registry/2.0");
     await expectChallenge(res);
@@ -64,7 +65,7 @@ describe("GET /v2/ (end-1)", () => {
 
   it("answers an anonymous HEAD with 401, the challenge and no body", async () => {
     const res = await api("/v2/", { method: "HEAD", auth: false });
-    expect(res.headers.get("WWW-Authenticate")).toMatch(/^Basic realm=/);
+    expect(res.headers.get("WWW-Authenticate")).toMatch(/^Bearer realm=/);
     await expectHeadError(res, 401);
   });
 });
@@ -84,13 +85,20 @@ describe("access to every /v2 endpoint", () => {
     const repo = uniqueRepo("auth");
     await pushImage(repo, { tag: "latest" });
     const res = await api(`/v2/${repo}${suffix}`, { method, auth: false });
-    expect(res.headers.get("WWW-Authenticate")).toMatch(/^Basic realm=/);
+    // The challenge names the scope the client must ask the token service for.
+    expect(res.headers.get("WWW-Authenticate")).toMatch(
+      new RegExp(`^Bearer realm="[^"]+",service="[^"]+",scope="repository:${repo}:pull`),
+    );
     if (method === "HEAD") await expectHeadError(res, 401);
     else await expectError(res, 401, "UNAUTHORIZED");
   });
 
-  it("does not reveal the catalog anonymously", async () => {
-    await expectChallenge(await api("/v2/_catalog", { auth: false }));
+  it("shows an anonymous client no private repository in the catalog", async () => {
+    const repo = uniqueRepo("auth");
+    await pushImage(repo, { tag: "v1" });
+    const res = await api("/v2/_catalog?n=10000", { auth: false });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { repositories: string[] }).repositories).not.toContain(repo);
   });
 
   it("does not let an anonymous client read a pushed manifest", async () => {

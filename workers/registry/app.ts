@@ -1,38 +1,78 @@
-// The hono application: middleware, the OCI routes, and the single error renderer.
+// The hono application: middleware, the OCI routes, the token service, and the single error
+// renderer.
 import { Hono } from "hono";
 import { RegistryError } from "../../schema/oci/errors.ts";
+import { ensureBootstrapAdmin } from "./auth/bootstrap.ts";
+import { ANONYMOUS } from "./auth/principals.ts";
+import { challenge, registryAuth } from "./auth/registry-auth.ts";
 import type { AppEnv } from "./env.ts";
 import { errorResponse } from "./http/errors.ts";
-import { requireAdmin } from "./middleware/basic-auth.ts";
 import { blobContent } from "./routes/blob-content.ts";
 import { blobs } from "./routes/blobs.ts";
 import { catalog } from "./routes/catalog.ts";
 import { manifests } from "./routes/manifests.ts";
 import { referrers } from "./routes/referrers.ts";
 import { tags } from "./routes/tags.ts";
+import { clientIp, token } from "./routes/token.ts";
 import { uploads } from "./routes/uploads.ts";
+import { eventSink } from "./services/events.ts";
 import { registryServices } from "./services/registry-services.ts";
 
 export const app = new Hono<AppEnv>();
+
+app.use("*", async (c, next) => {
+  await ensureBootstrapAdmin(c.env.DB, c.env.REGISTRY_ADMIN_USER, c.env.REGISTRY_ADMIN_PASSWORD);
+  c.set(
+    "events",
+    eventSink(c.env.EVENTS, (promise) => c.executionCtx.waitUntil(promise)),
+  );
+  await next();
+});
 
 app.use("/v2/*", async (c, next) => {
   await next();
   c.res.headers.set("Docker-Distribution-API-Version", "registry/2.0");
 });
-app.use("/v2/*", requireAdmin);
-app.use("*", async (c, next) => {
-  c.set("services", registryServices(c.env));
+
+app.route("/", token);
+
+// Every other /v2 route: who is calling, and the services acting for them.
+app.use("/v2/*", async (c, next) => {
+  const auth = await registryAuth(c.req.raw, c.env);
+  c.set("auth", auth);
+  c.set(
+    "services",
+    registryServices(c.env, {
+      principal: auth.principal,
+      events: c.var.events,
+      ...clientIp(c.req.raw),
+    }),
+  );
   await next();
 });
 
-// end-1: the API version check.
-app.get("/v2/", (c) => c.json({}));
+// end-1: the API version check. Anonymous callers get the challenge that starts the token flow.
+app.get("/v2/", (c) => {
+  if (
+    c.var.auth.principal.kind === "anonymous" &&
+    !c.req.header("Authorization")?.startsWith("Bearer")
+  ) {
+    throw new RegistryError("UNAUTHORIZED", undefined, {
+      headers: { "WWW-Authenticate": challenge(new URL(c.req.url).origin, c.env) },
+    });
+  }
+  return c.json({});
+});
 app.route("/v2", catalog);
 app.route("/v2", uploads);
 app.route("/v2", manifests);
 app.route("/v2", blobs);
 app.route("/v2", tags);
 app.route("/v2", referrers);
+app.use(`/_blobs/*`, async (c, next) => {
+  c.set("services", registryServices(c.env, { principal: ANONYMOUS, events: c.var.events }));
+  await next();
+});
 app.route("/", blobContent);
 
 app.notFound((c) =>

@@ -1,5 +1,7 @@
 // The registry Worker's bindings (wrangler.toml) and the hono context type built on them.
 import type { ObjectEnv } from "../../durable-objects/env.ts";
+import type { RegistryAuth } from "./auth/registry-auth.ts";
+import type { EventSink } from "./services/events.ts";
 import type { RegistryServices } from "./services/registry-services.ts";
 
 export interface Env extends ObjectEnv {
@@ -16,9 +18,18 @@ export interface Env extends ObjectEnv {
   REGISTRY_ADMIN_PASSWORD: string;
   /** HMAC key for everything this Worker puts in a URL to be trusted later. */
   URL_SIGNING_SECRET: string;
+  /** EC P-256 private JWK (JSON) that signs registry tokens. */
+  TOKEN_SIGNING_KEY: string;
+  /** The token `service` (audience); defaults to "edge-registry". */
+  REGISTRY_SERVICE?: string;
 }
 
 export interface AppEnv {
   Bindings: Env;
-  Variables: { services: RegistryServices };
+  Variables: {
+    services: RegistryServices;
+    events: EventSink;
+    /** Set on /v2 routes: who is calling and what they may do. */
+    auth: RegistryAuth;
+  };
 }

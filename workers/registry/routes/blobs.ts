@@ -8,6 +8,7 @@ export const blobs = new Hono<AppEnv>();
 blobs.get("/:name{.+}/blobs/:digest", async (c) => {
   const name = repositoryName(c.req.param("name"));
   const digest = digestParam(c.req.param("digest"));
+  await c.var.auth.require(name, "pull");
   if (c.req.method === "HEAD") {
     const link = await c.var.services.blobs.stat(name, digest);
     return new Response(null, {
@@ -35,6 +36,7 @@ blobs.get("/:name{.+}/blobs/:digest", async (c) => {
 blobs.delete("/:name{.+}/blobs/:digest", async (c) => {
   const name = repositoryName(c.req.param("name"));
   const digest = digestParam(c.req.param("digest"));
+  await c.var.auth.require(name, "delete");
   await c.var.services.blobs.delete(name, digest);
   return new Response(null, { status: 202, headers: { "Content-Length": "0" } });
 });

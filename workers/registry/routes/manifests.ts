@@ -11,6 +11,7 @@ export const manifests = new Hono<AppEnv>();
 manifests.get("/:name{.+}/manifests/:reference", async (c) => {
   const name = repositoryName(c.req.param("name"));
   const reference = referenceParam(c.req.param("reference"));
+  await c.var.auth.require(name, "pull");
   const head = c.req.method === "HEAD";
   const record = await c.var.services.manifests.get(name, reference, !head);
   const headers = {
@@ -25,6 +26,7 @@ manifests.get("/:name{.+}/manifests/:reference", async (c) => {
 manifests.put("/:name{.+}/manifests/:reference", async (c) => {
   const name = repositoryName(c.req.param("name"));
   const reference = referenceParam(c.req.param("reference"));
+  await c.var.auth.require(name, "push");
   const body = await readBoundedBody(c.req.raw, MAX_MANIFEST_BYTES);
   const pushed = await c.var.services.manifests.put(
     name,
@@ -45,6 +47,7 @@ manifests.put("/:name{.+}/manifests/:reference", async (c) => {
 manifests.delete("/:name{.+}/manifests/:reference", async (c) => {
   const name = repositoryName(c.req.param("name"));
   const reference = referenceParam(c.req.param("reference"));
+  await c.var.auth.require(name, "delete");
   await c.var.services.manifests.delete(name, reference);
   return new Response(null, { status: 202, headers: { "Content-Length": "0" } });
 });

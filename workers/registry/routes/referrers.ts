@@ -9,6 +9,7 @@ export const referrers = new Hono<AppEnv>();
 referrers.get("/:name{.+}/referrers/:digest", async (c) => {
   const name = repositoryName(c.req.param("name"));
   const digest = digestParam(c.req.param("digest"));
+  await c.var.auth.require(name, "pull");
   const artifactType = c.req.query("artifactType") ?? null;
   const rows = await c.var.services.objects.repository(name).listReferrers(digest, artifactType);
   const headers: Record<string, string> = { "Content-Type": MediaType.ociIndex };

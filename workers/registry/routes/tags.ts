@@ -13,6 +13,7 @@ export const tags = new Hono<AppEnv>();
 
 tags.get("/:name{.+}/tags/list", async (c) => {
   const name = repositoryName(c.req.param("name"));
+  await c.var.auth.require(name, "pull");
   const n = pageSize(c.req.query("n"), DEFAULT_TAG_PAGE, MAX_TAG_PAGE);
   const last = c.req.query("last") ?? null;
   const page = await c.var.services.objects.repository(name).listTags(n, last);

@@ -10,12 +10,16 @@ export const uploads = new Hono<AppEnv>();
 
 uploads.post("/:name{.+}/blobs/uploads/", async (c) => {
   const name = repositoryName(c.req.param("name"));
+  await c.var.auth.require(name, "push");
   const mount = c.req.query("mount");
   const from = c.req.query("from");
   if (mount !== undefined && from !== undefined) {
     const digest = digestParam(mount);
     const source = repositoryName(from);
-    const link = await c.var.services.uploads.mount(name, source, digest);
+    // Mounting needs pull on the source; without it, fall back to an upload (no existence leak).
+    const link = (await c.var.auth.can(source, "pull"))
+      ? await c.var.services.uploads.mount(name, source, digest)
+      : null;
     if (link) return blobCreated(name, link.digest);
     // Not mountable: fall back to a plain session (spec: "the registry MAY ... start an upload").
   }
@@ -32,6 +36,7 @@ uploads.post("/:name{.+}/blobs/uploads/", async (c) => {
 
 uploads.patch("/:name{.+}/blobs/uploads/:id", async (c) => {
   const name = repositoryName(c.req.param("name"));
+  await c.var.auth.require(name, "push");
   const id = uploadId(c.req.param("id"));
   const range = contentRange(c.req.header("Content-Range"));
   const { offset } = await c.var.services.uploads.append(name, id, c.req.raw.body, range);
@@ -40,6 +45,7 @@ uploads.patch("/:name{.+}/blobs/uploads/:id", async (c) => {
 
 uploads.put("/:name{.+}/blobs/uploads/:id", async (c) => {
   const name = repositoryName(c.req.param("name"));
+  await c.var.auth.require(name, "push");
   const id = uploadId(c.req.param("id"));
   const digest = digestParam(c.req.query("digest") ?? "");
   const range = contentRange(c.req.header("Content-Range"));
@@ -49,6 +55,7 @@ uploads.put("/:name{.+}/blobs/uploads/:id", async (c) => {
 
 uploads.get("/:name{.+}/blobs/uploads/:id", async (c) => {
   const name = repositoryName(c.req.param("name"));
+  await c.var.auth.require(name, "push");
   const id = uploadId(c.req.param("id"));
   const { offset } = await c.var.services.uploads.status(name, id);
   return uploadProgress(name, id, offset, 204);
@@ -56,6 +63,7 @@ uploads.get("/:name{.+}/blobs/uploads/:id", async (c) => {
 
 uploads.delete("/:name{.+}/blobs/uploads/:id", async (c) => {
   const name = repositoryName(c.req.param("name"));
+  await c.var.auth.require(name, "push");
   const id = uploadId(c.req.param("id"));
   await c.var.services.uploads.cancel(name, id);
   return new Response(null, { status: 204 });

@@ -5,10 +5,12 @@ import { parseManifest } from "../../../schema/oci/manifest.ts";
 import { MAX_MANIFEST_BYTES } from "../../../schema/oci/media-types.ts";
 import type { Digest, Reference, RepositoryName } from "../../../schema/oci/reference.ts";
 import type { ManifestRecord } from "../../../schema/rpc.ts";
+import { namespaceOf } from "../auth/access.ts";
 import { digestOf } from "../lib/digest.ts";
 import type { CatalogStore } from "../storage/catalog-store.ts";
 import type { ObjectDirectory } from "../storage/repository-stubs.ts";
 import { recordInCatalog } from "./catalog-service.ts";
+import { emitFor, type RequestContext } from "./request-context.ts";
 
 export interface PushedManifest {
   digest: Digest;
@@ -16,7 +18,9 @@ export interface PushedManifest {
 }
 
 export class ManifestService {
-  constructor(private readonly deps: { objects: ObjectDirectory; catalog: CatalogStore }) {}
+  constructor(
+    private readonly deps: { objects: ObjectDirectory; catalog: CatalogStore; ctx: RequestContext },
+  ) {}
 
   async get(
     name: RepositoryName,
@@ -72,7 +76,20 @@ export class ManifestService {
         ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
       }),
     );
-    await recordInCatalog(this.deps.catalog, repo, name, result.catalogued);
+    await recordInCatalog(this.deps.catalog, repo, name, result.catalogued, this.deps.ctx);
+    const where = { repository: name, namespace: namespaceOf(name) };
+    if (result.created)
+      emitFor(this.deps.ctx, {
+        kind: "manifest.push",
+        ...where,
+        metadata: { digest, mediaType: manifest.mediaType },
+      });
+    if (result.tagMoved)
+      emitFor(this.deps.ctx, {
+        kind: "tag.push",
+        ...where,
+        metadata: { digest, tag: show(reference) },
+      });
     return { digest, ...(manifest.subject ? { subject: manifest.subject.digest } : {}) };
   }
 

@@ -5,6 +5,7 @@ import { objectDirectory } from "../storage/repository-stubs.ts";
 import { BlobService } from "./blob-service.ts";
 import { blobUrls } from "./blob-urls.ts";
 import { ManifestService } from "./manifest-service.ts";
+import type { RequestContext } from "./request-context.ts";
 import { UploadService } from "./upload-service.ts";
 
 export interface RegistryServices {
@@ -15,9 +16,9 @@ export interface RegistryServices {
   objects: ReturnType<typeof objectDirectory>;
 }
 
-export function registryServices(env: Env): RegistryServices {
+export function registryServices(env: Env, ctx: RequestContext): RegistryServices {
   const objects = objectDirectory(env);
-  const catalog = catalogStore(env.DB);
+  const catalog = catalogStore(env.DB, ctx.principal);
   const urls = blobUrls({
     mode: env.BLOB_REDIRECT_MODE || "local",
     ttlSeconds: Number(env.BLOB_URL_TTL_SECONDS || 300),
@@ -32,8 +33,8 @@ export function registryServices(env: Env): RegistryServices {
   return {
     objects,
     catalog,
-    blobs: new BlobService({ objects, urls }),
-    uploads: new UploadService({ objects, bucket: env.BLOBS, catalog }),
-    manifests: new ManifestService({ objects, catalog }),
+    blobs: new BlobService({ objects, urls, ctx }),
+    uploads: new UploadService({ objects, bucket: env.BLOBS, catalog, ctx }),
+    manifests: new ManifestService({ objects, catalog, ctx }),
   };
 }

@@ -21,6 +21,7 @@ import {
 import type { CatalogStore } from "../storage/catalog-store.ts";
 import type { ObjectDirectory } from "../storage/repository-stubs.ts";
 import { recordInCatalog } from "./catalog-service.ts";
+import type { RequestContext } from "./request-context.ts";
 
 export interface ContentRange {
   start: number;
@@ -31,6 +32,7 @@ export interface UploadDeps {
   objects: ObjectDirectory;
   bucket: R2Bucket;
   catalog: CatalogStore;
+  ctx: RequestContext;
 }
 
 export class UploadService {
@@ -101,7 +103,7 @@ export class UploadService {
       throw new RegistryError("DIGEST_INVALID", undefined, { detail: { digest } });
     }
     const done = ensureOk(await repo.completeUpload(id, leaseId, link));
-    await recordInCatalog(this.deps.catalog, repo, name, done.catalogued);
+    await recordInCatalog(this.deps.catalog, repo, name, done.catalogued, this.deps.ctx);
     return link;
   }
 
@@ -142,7 +144,7 @@ export class UploadService {
     if (!record?.copies.some((copy) => copy.key === source.key)) return null;
     const repo = this.deps.objects.repository(name);
     const { catalogued } = await repo.linkBlob(source);
-    await recordInCatalog(this.deps.catalog, repo, name, catalogued);
+    await recordInCatalog(this.deps.catalog, repo, name, catalogued, this.deps.ctx);
     return source;
   }
 
