@@ -44,6 +44,8 @@ const MIGRATIONS = [
      upload_id TEXT NOT NULL, seq INTEGER NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (upload_id, seq));
    CREATE TABLE ref_outbox (
      id TEXT PRIMARY KEY, digest TEXT NOT NULL, delta INTEGER NOT NULL, created_at INTEGER NOT NULL);`,
+  // A streamed PATCH stores its object whole and records the natively computed digest.
+  `ALTER TABLE uploads ADD COLUMN stored_sha256 TEXT;`,
 ];
 
 /** A writer holds an upload session this long at most; a crashed writer's lease then lapses. */
@@ -61,6 +63,7 @@ type UploadRow = {
   lease_id: string | null;
   lease_until: number | null;
   expires_at: number;
+  stored_sha256: string | null;
 };
 
 type ManifestRow = { digest: string; media_type: string; size: number };
@@ -195,6 +198,7 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
         multipartUploadId: row.multipart_id,
         parts: JSON.parse(row.parts) as UploadPart[],
         tail: this.readTail(id),
+        storedSha256: row.stored_sha256,
       },
     };
   }
@@ -213,12 +217,14 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.sql.exec(
-        `UPDATE uploads SET offset = ?, hash_state = ?, multipart_id = ?, parts = ?,
-           lease_id = NULL, lease_until = NULL, expires_at = ? WHERE id = ?`,
+        `UPDATE uploads SET r2_key = ?, offset = ?, hash_state = ?, multipart_id = ?, parts = ?,
+           stored_sha256 = ?, lease_id = NULL, lease_until = NULL, expires_at = ? WHERE id = ?`,
+        write.key,
         write.offset,
         write.hashState,
         write.multipartUploadId,
         JSON.stringify(write.parts),
+        write.storedSha256,
         now + this.sessionTtlMs(),
         id,
       );
@@ -412,6 +418,39 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     });
   }
 
+  /**
+   * Empties the repository (it is being deleted): every manifest goes, with its blobs' reference
+   * counts; tags and their history, blob links and upload sessions go too; the markers are
+   * cleared so a later push to the name starts a new repository.
+   */
+  async deleteAll(): Promise<{ manifests: number; tags: number; blobs: number; uploads: number }> {
+    const now = Date.now();
+    const uploads = this.sql.exec<UploadRow>("SELECT * FROM uploads").toArray();
+    const counts = { manifests: 0, tags: 0, blobs: 0, uploads: uploads.length };
+    this.ctx.storage.transactionSync(() => {
+      const refs = this.sql
+        .exec<{ target: string }>("SELECT target FROM manifest_refs WHERE kind = 'blob'")
+        .toArray();
+      for (const { target } of refs) this.queueRefDelta(target, -1, now);
+      counts.manifests = this.sql.exec("DELETE FROM manifests").rowsWritten;
+      counts.tags = this.sql.exec("SELECT 1 FROM tags WHERE end_ms IS NULL").toArray().length;
+      counts.blobs = this.sql.exec("DELETE FROM blob_links").rowsWritten;
+      for (const table of [
+        "manifest_refs",
+        "manifest_chunks",
+        "tags",
+        "uploads",
+        "upload_tail",
+        "meta",
+      ]) {
+        this.sql.exec(`DELETE FROM ${table}`);
+      }
+    });
+    for (const row of uploads) await this.abortMultipart(row);
+    await this.flushRefDeltas();
+    return counts;
+  }
+
   // ---- alarm: expire abandoned uploads, retry undelivered reference deltas -------------------
 
   override async alarm(): Promise<void> {
@@ -535,7 +574,14 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     else if (pending.length === 1000) await this.flushRefDeltas();
   }
 
-  private async abortMultipart(row: Pick<UploadRow, "r2_key" | "multipart_id">): Promise<void> {
+  private async abortMultipart(
+    row: Pick<UploadRow, "r2_key" | "multipart_id" | "stored_sha256">,
+  ): Promise<void> {
+    // A streamed upload's object is whole already: a cancelled session deletes it.
+    if (row.stored_sha256) {
+      await this.env.BLOBS.delete(row.r2_key);
+      return;
+    }
     if (!row.multipart_id) return;
     try {
       await this.env.BLOBS.resumeMultipartUpload(row.r2_key, row.multipart_id).abort();

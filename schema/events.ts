@@ -28,6 +28,7 @@ export type EventKind =
   | "organization.create"
   | "organization.delete"
   | "team.create"
+  | "team.update"
   | "team.delete"
   | "team.member.add"
   | "team.member.remove"

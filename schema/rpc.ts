@@ -19,14 +19,21 @@ export interface UploadSnapshot {
   parts: UploadPart[];
   /** Bytes after the last full part, not yet in R2 (fewer than BLOB_PART_SIZE). */
   tail: Uint8Array;
+  /**
+   * Set when a streamed PATCH already stored the whole object at `key` (digested natively):
+   * its sha256 in hex. A PUT without body then only verifies; more bytes need a rewrite.
+   */
+  storedSha256: string | null;
 }
 
 export interface UploadWrite {
+  key: string;
   offset: number;
-  hashState: Uint8Array;
+  hashState: Uint8Array | null;
   multipartUploadId: string | null;
   parts: UploadPart[];
   tail: Uint8Array;
+  storedSha256: string | null;
 }
 
 export interface BlobLink {

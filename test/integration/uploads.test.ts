@@ -416,12 +416,40 @@ describe("a wrong digest", () => {
     expect(await blobRecord(claimed)).toBeNull();
   });
 
-  it("after multipart parts were written: 400 DIGEST_INVALID and nothing kept", async () => {
+  it("after a streamed PATCH stored the object: 400 DIGEST_INVALID and the object is deleted", async () => {
     const repo = uniqueRepo("up");
     const bytes = randomBytes(9 * MiB);
     const claimed = await sha256(randomBytes(16));
     const { location, id } = await startUpload(repo);
     expect((await patch(location, bytes)).status).toBe(202);
+    const { key } = await sessionStorage(repo, id);
+    // A streamed PATCH (no Content-Range) stores the object whole, digested natively.
+    expect(await env.BLOBS.head(key)).not.toBeNull();
+    await expectError(
+      await api(withDigest(location, claimed), { method: "PUT" }),
+      400,
+      "DIGEST_INVALID",
+    );
+    await expectBlobAbsent(repo, claimed);
+    expect(await blobRecord(await sha256(bytes))).toBeNull();
+    await expectError(await api(location), 404, "BLOB_UPLOAD_UNKNOWN");
+    expect(await env.BLOBS.head(key)).toBeNull();
+  });
+
+  it("after multipart parts were written: 400 DIGEST_INVALID and nothing kept", async () => {
+    const repo = uniqueRepo("up");
+    const bytes = randomBytes(9 * MiB);
+    const claimed = await sha256(randomBytes(16));
+    const { location, id } = await startUpload(repo);
+    const chunk = await api(location, {
+      method: "PATCH",
+      body: bytes,
+      headers: {
+        "Content-Range": `0-${bytes.byteLength - 1}`,
+        "Content-Type": "application/octet-stream",
+      },
+    });
+    expect(chunk.status).toBe(202);
     const { key, multipartId } = await sessionStorage(repo, id);
     expect(multipartId).toBeTruthy();
     await expectError(

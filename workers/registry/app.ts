@@ -2,6 +2,7 @@
 // renderer.
 import { Hono } from "hono";
 import { RegistryError } from "../../schema/oci/errors.ts";
+import { managementApi } from "./api/index.ts";
 import { ensureBootstrapAdmin } from "./auth/bootstrap.ts";
 import { ANONYMOUS } from "./auth/principals.ts";
 import { challenge, registryAuth } from "./auth/registry-auth.ts";
@@ -38,7 +39,14 @@ app.route("/", token);
 
 // Every other /v2 route: who is calling, and the services acting for them.
 app.use("/v2/*", async (c, next) => {
-  const auth = await registryAuth(c.req.raw, c.env);
+  const auth = await registryAuth(c.req.raw, c.env, (user) =>
+    c.var.events.emit({
+      kind: "login.failed",
+      actor: { kind: "anonymous", ...(user ? { name: user } : {}) },
+      ...clientIp(c.req.raw),
+      metadata: { via: "registry" },
+    }),
+  );
   c.set("auth", auth);
   c.set(
     "services",
@@ -69,6 +77,12 @@ app.route("/v2", manifests);
 app.route("/v2", blobs);
 app.route("/v2", tags);
 app.route("/v2", referrers);
+// The management API authenticates its own callers; its services act on the objects directly.
+app.use("/api/v1/*", async (c, next) => {
+  c.set("services", registryServices(c.env, { principal: ANONYMOUS, events: c.var.events }));
+  await next();
+});
+app.route("/api/v1", managementApi);
 app.use(`/_blobs/*`, async (c, next) => {
   c.set("services", registryServices(c.env, { principal: ANONYMOUS, events: c.var.events }));
   await next();

@@ -10,6 +10,8 @@ import { allows, type RegistryClaims, verifyRegistryToken } from "./registry-tok
 
 export interface RegistryAuth {
   principal: Principal;
+  /** Throws unless the caller may list the catalog (a token needs `registry:catalog:*`). */
+  requireCatalog(): void;
   /** Throws 401 (with the challenge) or 403 unless the caller may do `action` on `repository`. */
   require(repository: string, action: Action): Promise<void>;
   /** Whether the caller may do `action` on `repository` (for checks that must not throw). */
@@ -28,7 +30,11 @@ export function challenge(origin: string, env: Env, scope?: string, error?: stri
 }
 
 /** Builds the caller's authorization from the request headers; throws 401 for bad credentials. */
-export async function registryAuth(request: Request, env: Env): Promise<RegistryAuth> {
+export async function registryAuth(
+  request: Request,
+  env: Env,
+  onFailedLogin: (user: string) => void = () => {},
+): Promise<RegistryAuth> {
   const origin = new URL(request.url).origin;
   const header = request.headers.get("Authorization") ?? undefined;
   const unauthorized = (repository?: string, action?: Action, error?: string) =>
@@ -57,6 +63,23 @@ export async function registryAuth(request: Request, env: Env): Promise<Registry
     return {
       principal,
       can,
+      requireCatalog() {
+        const granted = claims.access.some(
+          (entry) => entry.type === "registry" && entry.name === "catalog",
+        );
+        if (!granted) {
+          throw new RegistryError("UNAUTHORIZED", undefined, {
+            headers: {
+              "WWW-Authenticate": challenge(
+                origin,
+                env,
+                "registry:catalog:*",
+                "insufficient_scope",
+              ),
+            },
+          });
+        }
+      },
       async require(repository, action) {
         if (!allows(claims, repository, action))
           throw unauthorized(repository, action, "insufficient_scope");
@@ -67,7 +90,10 @@ export async function registryAuth(request: Request, env: Env): Promise<Registry
   const basic = parseBasicHeader(header);
   if (header && !basic) throw unauthorized();
   const principal = basic ? await authenticate(env.DB, basic.user, basic.secret) : ANONYMOUS;
-  if (!principal) throw unauthorized();
+  if (!principal) {
+    onFailedLogin(basic?.user ?? "");
+    throw unauthorized();
+  }
   const cache = new Map<string, Promise<Set<Action>>>();
   const can = async (repository: string, action: Action) => {
     let actions = cache.get(repository);
@@ -80,6 +106,7 @@ export async function registryAuth(request: Request, env: Env): Promise<Registry
   return {
     principal,
     can,
+    requireCatalog() {},
     async require(repository, action) {
       if (await can(repository, action)) return;
       // Anonymous callers are asked for credentials; known ones are refused.

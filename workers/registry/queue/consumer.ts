@@ -34,7 +34,7 @@ export async function handleEventBatch(
   batch: MessageBatch<RegistryEvent>,
   env: Env,
 ): Promise<void> {
-  const events: RegistryEvent[] = [];
+  const writes: { message: Message<RegistryEvent>; event: RegistryEvent }[] = [];
   const seen = new Set<string>();
   for (const message of batch.messages) {
     const event = message.body;
@@ -48,24 +48,56 @@ export async function handleEventBatch(
     // one transaction, so its guard sees the first copy's row); skip it rather than send it.
     if (seen.has(event.id)) continue;
     seen.add(event.id);
-    events.push(event);
+    writes.push({ message, event });
+  }
+  if (writes.length === 0) {
+    batch.ackAll();
+    return;
   }
 
-  if (events.length > 0) {
-    try {
-      await writeEvents(env.DB, events);
-    } catch (error) {
-      // Nothing committed (the batch is one transaction): retry every message, later.
-      const attempts = Math.max(...batch.messages.map((message) => message.attempts));
-      console.error(
-        `registry-events: batch of ${batch.messages.length} not written, retrying`,
-        error,
-      );
+  const attempts = Math.max(...batch.messages.map((message) => message.attempts));
+  try {
+    await writeEvents(
+      env.DB,
+      writes.map((write) => write.event),
+    );
+    batch.ackAll();
+    return;
+  } catch (error) {
+    console.error(`registry-events: batch of ${writes.length} events not written`, error);
+    // Nothing committed (the batch is one transaction). The first time, assume D1 had a moment
+    // and retry everything later.
+    if (attempts < 2 || writes.length === 1) {
       batch.retryAll({ delaySeconds: retryDelaySeconds(attempts) });
       return;
     }
   }
-  batch.ackAll();
+  // It failed before: one event may be what breaks it, and retrying the batch whole would lose
+  // all of them once max_retries runs out. Write each alone; retry only those that still fail.
+  // Acks here are per message, so the malformed ones skipped above are acked explicitly.
+  const toWrite = new Set(writes.map((write) => write.message));
+  for (const message of batch.messages) if (!toWrite.has(message)) message.ack();
+  for (const { message, event } of writes) {
+    try {
+      await writeEvents(env.DB, [event]);
+      message.ack();
+    } catch (error) {
+      console.error(`registry-events: event ${event.id} (${event.kind}) not written`, error);
+      message.retry({ delaySeconds: retryDelaySeconds(message.attempts) });
+    }
+  }
+}
+
+/**
+ * Metadata bigger than this is replaced by a note of its size: a D1 statement is limited to
+ * 100 KB, and one oversized event must not make its whole batch fail.
+ */
+export const MAX_METADATA_CHARS = 16_384;
+
+function boundedMetadata(metadata: Record<string, unknown> | undefined): unknown {
+  if (metadata === undefined) return null;
+  const size = JSON.stringify(metadata).length;
+  return size > MAX_METADATA_CHARS ? { truncated: true, chars: size } : metadata;
 }
 
 /** Writes the events in one D1 batch (one transaction): audit rows, and pull counters. */
@@ -83,7 +115,7 @@ export async function writeEvents(db: D1Database, events: readonly RegistryEvent
         actorKind: event.actor.kind,
         actor: event.actor.name ?? null,
         clientIp: event.clientIp ?? null,
-        metadata: event.metadata ?? null,
+        metadata: boundedMetadata(event.metadata),
       })
       .onConflictDoNothing({ target: auditLog.eventId });
     if (event.kind !== "manifest.pull" || !event.repository) return [row];
@@ -111,7 +143,8 @@ function isRegistryEvent(value: unknown): value is RegistryEvent {
     typeof event.id === "string" &&
     event.id !== "" &&
     typeof event.at === "number" &&
-    Number.isFinite(event.at) &&
+    // A time a Date can hold (±8.64e15 ms); anything else cannot be stored as one.
+    Math.abs(event.at) <= 8.64e15 &&
     typeof event.kind === "string" &&
     typeof event.actor === "object" &&
     event.actor !== null &&

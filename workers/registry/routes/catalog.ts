@@ -7,6 +7,7 @@ import { pageSize } from "../http/params.ts";
 export const catalog = new Hono<AppEnv>();
 
 catalog.get("/_catalog", async (c) => {
+  c.var.auth.requireCatalog();
   const n = pageSize(c.req.query("n"), 1000, 10_000);
   const last = c.req.query("last") ?? null;
   const page = await c.var.services.catalog.list(n, last);

@@ -39,7 +39,7 @@ uploads.patch("/:name{.+}/blobs/uploads/:id", async (c) => {
   await c.var.auth.require(name, "push");
   const id = uploadId(c.req.param("id"));
   const range = contentRange(c.req.header("Content-Range"));
-  const { offset } = await c.var.services.uploads.append(name, id, c.req.raw.body, range);
+  const { offset } = await c.var.services.uploads.append(name, id, requestBody(c.req.raw), range);
   return uploadProgress(name, id, offset, 202);
 });
 
@@ -49,7 +49,7 @@ uploads.put("/:name{.+}/blobs/uploads/:id", async (c) => {
   const id = uploadId(c.req.param("id"));
   const digest = digestParam(c.req.query("digest") ?? "");
   const range = contentRange(c.req.header("Content-Range"));
-  const link = await c.var.services.uploads.finish(name, id, digest, c.req.raw.body, range);
+  const link = await c.var.services.uploads.finish(name, id, digest, requestBody(c.req.raw), range);
   return blobCreated(name, link.digest);
 });
 
@@ -68,6 +68,11 @@ uploads.delete("/:name{.+}/blobs/uploads/:id", async (c) => {
   await c.var.services.uploads.cancel(name, id);
   return new Response(null, { status: 204 });
 });
+
+/** The body, or null when the request says it has none (`Content-Length: 0`, as skopeo's PUT). */
+function requestBody(request: Request): ReadableStream<Uint8Array> | null {
+  return request.headers.get("Content-Length") === "0" ? null : request.body;
+}
 
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

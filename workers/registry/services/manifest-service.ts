@@ -33,10 +33,20 @@ export class ManifestService {
         reference.kind === "tag" ? { tag: reference.tag } : { digest: reference.digest },
         withBody,
       );
-    if (!record)
+    if (!record) {
       throw new RegistryError("MANIFEST_UNKNOWN", undefined, {
         detail: { reference: show(reference) },
       });
+    }
+    // A pull is counted; HEAD is how clients check for updates and has no side effects.
+    if (withBody) {
+      emitFor(this.deps.ctx, {
+        kind: "manifest.pull",
+        repository: name,
+        namespace: namespaceOf(name),
+        metadata: { digest: record.digest, reference: show(reference) },
+      });
+    }
     return record;
   }
 
@@ -100,6 +110,12 @@ export class ManifestService {
         ? await repo.deleteTag(reference.tag)
         : await repo.deleteManifest(reference.digest),
     );
+    emitFor(this.deps.ctx, {
+      kind: reference.kind === "tag" ? "tag.delete" : "manifest.delete",
+      repository: name,
+      namespace: namespaceOf(name),
+      metadata: { reference: show(reference) },
+    });
   }
 }
 

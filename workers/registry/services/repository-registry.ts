@@ -10,12 +10,12 @@ import {
   teams,
   type Visibility,
 } from "../../../schema/db/d1.ts";
-import { namespaceOf } from "../auth/access.ts";
+import { namespaceOf, orgRoleOf } from "../auth/access.ts";
 import type { Principal } from "../auth/principals.ts";
 
 /**
  * Creates the repository row if it is new: applies the organization's default permissions and,
- * when the creator is not otherwise its admin (a creator-role team member), grants them admin.
+ * when the creator is a creator-role team member (not otherwise its admin), grants them admin.
  * Returns whether it was created.
  */
 export async function ensureRepository(

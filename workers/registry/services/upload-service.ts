@@ -8,12 +8,14 @@ import {
   digestHex,
   type RepositoryName,
 } from "../../../schema/oci/reference.ts";
-import type { BlobLink } from "../../../schema/rpc.ts";
+import type { BlobLink, UploadSnapshot, UploadWrite } from "../../../schema/rpc.ts";
+import { type Digester, nativeDigester, resumableDigester } from "../lib/digester.ts";
 import {
   appendBody,
   discardUpload,
   resumeProgress,
   storeBlob,
+  storedUploadWrite,
   toUploadWrite,
   UploadInterrupted,
   type WriteProgress,
@@ -47,7 +49,12 @@ export class UploadService {
     return { offset: result.offset };
   }
 
-  /** PATCH: appends a body (streamed, or one Content-Range chunk) to the session. */
+  /**
+   * PATCH: appends a body to the session. A streamed PATCH (no Content-Range) into an empty
+   * session is how docker, skopeo and containerd send a whole blob: it is digested natively and
+   * stored whole at once, so the closing PUT only verifies. A Content-Range chunk uses the
+   * resumable digest, whose state waits in the session for the next chunk.
+   */
   async append(
     name: RepositoryName,
     id: string,
@@ -55,17 +62,33 @@ export class UploadService {
     range: ContentRange | null,
   ): Promise<{ offset: number }> {
     const repo = this.deps.objects.repository(name);
-    const begun = ensureOk(await repo.beginUploadWrite(id, range ? range.start : null));
-    const { session, leaseId } = begun;
-    let progress = resumeProgress(this.deps.bucket, session, "sha256");
+    const { session, leaseId } = ensureOk(
+      await repo.beginUploadWrite(id, range ? range.start : null),
+    );
+    const streamed = range === null && body !== null && isEmptySession(session);
+    let progress: WriteProgress | null = null;
+    let write: UploadWrite;
     try {
+      progress = await this.progressFor(
+        session,
+        streamed ? nativeDigester("sha256") : null,
+        body !== null,
+      );
       if (body) progress = await appendBody(this.deps.bucket, progress, body);
       checkRangeEnd(range, session.offset, progress.offset);
+      if (streamed) {
+        const sha256 = await progress.digester.finish();
+        await storeBlob(this.deps.bucket, progress);
+        write = storedUploadWrite(progress, sha256);
+      } else {
+        write = toUploadWrite(progress);
+      }
     } catch (error) {
       await repo.releaseUploadWrite(id, leaseId, multipartIdOf(error, progress));
       throw error;
     }
-    const result = ensureOk(await repo.commitUploadWrite(id, leaseId, toUploadWrite(progress)));
+    const result = ensureOk(await repo.commitUploadWrite(id, leaseId, write));
+    if (progress.key !== session.key) await this.deps.bucket.delete(session.key);
     return { offset: result.offset };
   }
 
@@ -79,32 +102,84 @@ export class UploadService {
   ): Promise<BlobLink> {
     const repo = this.deps.objects.repository(name);
     const algorithm = digestAlgorithm(digest);
-    const begun = ensureOk(await repo.beginUploadWrite(id, range ? range.start : null));
-    const { session, leaseId } = begun;
-    let progress = resumeProgress(this.deps.bucket, session, algorithm);
+    const { session, leaseId } = ensureOk(
+      await repo.beginUploadWrite(id, range ? range.start : null),
+    );
+    // Bytes that all arrive in this request are digested natively, in the digest's algorithm.
+    const oneShot = body !== null && isEmptySession(session);
+    let progress: WriteProgress | null = null;
+    let actual: string | null = null;
     try {
-      if (body) progress = await appendBody(this.deps.bucket, progress, body);
-      checkRangeEnd(range, session.offset, progress.offset);
+      if (session.storedSha256 !== null && body === null) {
+        // A streamed PATCH stored the object whole; only the digest remains to be checked.
+        progress = await this.progressFor(session, null, false);
+        actual = algorithm === "sha256" ? session.storedSha256 : null;
+      } else {
+        progress = await this.progressFor(
+          session,
+          oneShot ? nativeDigester(algorithm) : null,
+          true,
+        );
+        if (body) progress = await appendBody(this.deps.bucket, progress, body);
+        checkRangeEnd(range, session.offset, progress.offset);
+        if (progress.digester.algorithm === algorithm) actual = await progress.digester.finish();
+      }
     } catch (error) {
       await repo.releaseUploadWrite(id, leaseId, multipartIdOf(error, progress));
       throw error;
     }
-    // Sessions hash with sha256 unless their first bytes come with the digest; a sha512 digest
-    // on a session already hashed with sha256 is checked by re-reading the stored object.
-    const canVerifyNow = progress.hash.algorithm === algorithm;
-    if (canVerifyNow && progress.hash.digestHex() !== digestHex(digest)) {
-      await discardUpload(this.deps.bucket, progress);
+    const stored = session.storedSha256 !== null && progress.key === session.key;
+    if (actual !== null && actual !== digestHex(digest)) {
+      await (stored
+        ? this.deps.bucket.delete(progress.key)
+        : discardUpload(this.deps.bucket, progress));
       await repo.cancelUpload(id);
       throw new RegistryError("DIGEST_INVALID", undefined, { detail: { digest } });
     }
-    const link = await this.storeOnce(digest, progress, !canVerifyNow);
+    // A session digested in sha256 but closed with a sha512 digest is checked after storing.
+    const link = await this.storeOnce(digest, progress, stored, actual === null);
     if (!link) {
       await repo.cancelUpload(id);
       throw new RegistryError("DIGEST_INVALID", undefined, { detail: { digest } });
     }
+    if (progress.key !== session.key)
+      await this.deps.bucket.delete(session.key).catch(() => undefined);
     const done = ensureOk(await repo.completeUpload(id, leaseId, link));
     await recordInCatalog(this.deps.catalog, repo, name, done.catalogued, this.deps.ctx);
     return link;
+  }
+
+  /**
+   * Where a write continues from. A session whose streamed PATCH already stored the object whole
+   * cannot take more bytes in place (R2 objects are immutable and a completed upload's parts
+   * cannot be reused): its bytes are re-read into a new multipart upload with a resumable digest.
+   * Clients seldom do this (docker, skopeo and containerd never do); it costs one rewrite.
+   */
+  private async progressFor(
+    session: UploadSnapshot,
+    digester: Digester | null,
+    willAppend: boolean,
+  ): Promise<WriteProgress> {
+    if (session.storedSha256 === null) {
+      return resumeProgress(
+        this.deps.bucket,
+        session,
+        digester ?? resumableDigester("sha256", session.hashState),
+      );
+    }
+    const fresh = (key: string, offset: number): WriteProgress => ({
+      key,
+      offset,
+      digester: resumableDigester("sha256"),
+      multipart: null,
+      parts: [],
+      tail: new Uint8Array(0),
+    });
+    if (!willAppend) return fresh(session.key, session.offset);
+    const object = await this.deps.bucket.get(session.key);
+    if (!object)
+      throw new RegistryError("BLOB_UPLOAD_INVALID", "the upload's stored bytes are gone");
+    return appendBody(this.deps.bucket, fresh(blobObjectKey(crypto.randomUUID()), 0), object.body);
   }
 
   /** POST ?digest= with a body: a session of one request. */
@@ -150,23 +225,29 @@ export class UploadService {
 
   /**
    * Stores the verified bytes unless the region already holds this blob, in which case the new
-   * parts are dropped and the existing copy is linked: R2 keeps one copy per digest.
-   * With `verifyAfterStore`, the stored object is re-hashed natively and dropped on mismatch.
+   * bytes are dropped and the existing copy is linked: R2 keeps one copy per digest.
+   * `alreadyStored`: a streamed PATCH wrote the object whole. With `verifyAfterStore`, the stored
+   * object is re-hashed natively and dropped on mismatch.
    */
   private async storeOnce(
     digest: Digest,
     progress: WriteProgress,
+    alreadyStored: boolean,
     verifyAfterStore: boolean,
   ): Promise<BlobLink | null> {
     const refs = this.deps.objects.blobRef(digest);
     const size = progress.offset;
+    const drop = () =>
+      alreadyStored
+        ? this.deps.bucket.delete(progress.key)
+        : discardUpload(this.deps.bucket, progress);
     const existing = await refs.get(digest);
     const copy = existing?.copies.find((c) => c.region === PRIMARY_REGION);
     if (copy && existing && existing.size === size && !verifyAfterStore) {
-      await discardUpload(this.deps.bucket, progress);
+      await drop();
       return { digest, size, key: copy.key };
     }
-    await storeBlob(this.deps.bucket, progress);
+    if (!alreadyStored) await storeBlob(this.deps.bucket, progress);
     if (verifyAfterStore && !(await this.storedDigestMatches(progress.key, digest))) {
       await this.deps.bucket.delete(progress.key);
       return null;
@@ -199,7 +280,12 @@ function checkRangeEnd(range: ContentRange | null, committed: number, offset: nu
   }
 }
 
-function multipartIdOf(error: unknown, progress: WriteProgress): string | null {
+function multipartIdOf(error: unknown, progress: WriteProgress | null): string | null {
   if (error instanceof UploadInterrupted) return error.multipart?.uploadId ?? null;
-  return progress.multipart?.uploadId ?? null;
+  return progress?.multipart?.uploadId ?? null;
+}
+
+/** Nothing received yet, nothing stored: the next bytes are the blob's first. */
+function isEmptySession(session: UploadSnapshot): boolean {
+  return session.offset === 0 && session.hashState === null && session.storedSha256 === null;
 }

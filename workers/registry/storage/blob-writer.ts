@@ -3,20 +3,15 @@
 // and the remainder (< one part) goes back to the session until more bytes or the final PUT.
 import { BLOB_PART_SIZE } from "../../../schema/blob-keys.ts";
 import type { UploadPart, UploadSnapshot, UploadWrite } from "../../../schema/rpc.ts";
+import type { Digester } from "../lib/digester.ts";
 import { readPieces } from "../lib/read-pieces.ts";
-import {
-  createHash,
-  type HashAlgorithm,
-  type ResumableHash,
-  restoreHash,
-} from "../lib/resumable-hash.ts";
 
 const BLOB_HTTP_METADATA = { contentType: "application/octet-stream" };
 
 export interface WriteProgress {
   key: string;
   offset: number;
-  hash: ResumableHash;
+  digester: Digester;
   multipart: R2MultipartUpload | null;
   parts: UploadPart[];
   tail: Uint8Array;
@@ -25,12 +20,12 @@ export interface WriteProgress {
 export function resumeProgress(
   bucket: R2Bucket,
   session: UploadSnapshot,
-  algorithm: HashAlgorithm,
+  digester: Digester,
 ): WriteProgress {
   return {
     key: session.key,
     offset: session.offset,
-    hash: session.hashState ? restoreHash(session.hashState) : createHash(algorithm),
+    digester,
     multipart: session.multipartUploadId
       ? bucket.resumeMultipartUpload(session.key, session.multipartUploadId)
       : null,
@@ -57,7 +52,7 @@ export async function appendBody(
 
   try {
     for await (const piece of readPieces(body)) {
-      progress.hash.update(piece);
+      await progress.digester.update(piece);
       offset += piece.byteLength;
       for (let at = 0; at < piece.byteLength; ) {
         const n = Math.min(piece.byteLength - at, BLOB_PART_SIZE - fill);
@@ -104,13 +99,29 @@ export class UploadInterrupted extends Error {
   }
 }
 
+/** The session state after a chunk: resumable hash state, parts so far, the tail. */
 export function toUploadWrite(progress: WriteProgress): UploadWrite {
   return {
+    key: progress.key,
     offset: progress.offset,
-    hashState: progress.hash.save(),
+    hashState: progress.digester.save(),
     multipartUploadId: progress.multipart?.uploadId ?? null,
     parts: progress.parts,
     tail: progress.tail,
+    storedSha256: null,
+  };
+}
+
+/** The session state after a streamed upload already stored whole, digest known. */
+export function storedUploadWrite(progress: WriteProgress, sha256: string): UploadWrite {
+  return {
+    key: progress.key,
+    offset: progress.offset,
+    hashState: null,
+    multipartUploadId: null,
+    parts: [],
+    tail: new Uint8Array(0),
+    storedSha256: sha256,
   };
 }
 
