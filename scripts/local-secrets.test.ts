@@ -27,9 +27,10 @@ describe("ensureLocalSecrets", () => {
   it("generates every secret on first use, into a private file", async () => {
     const file = tempFile();
     const { values, created } = await ensureLocalSecrets(file);
-    expect(created).toEqual(["URL_SIGNING_SECRET", "REGISTRY_ADMIN_PASSWORD"]);
+    expect(created).toEqual(["URL_SIGNING_SECRET", "REGISTRY_ADMIN_PASSWORD", "TOKEN_SIGNING_KEY"]);
     expect(values.URL_SIGNING_SECRET).toMatch(/^[0-9a-f]{64}$/);
     expect(values.REGISTRY_ADMIN_PASSWORD).toMatch(/^[a-z2-9]{5}(-[a-z2-9]{5}){3}$/);
+    expect(JSON.parse(values.TOKEN_SIGNING_KEY!)).toMatchObject({ kty: "EC", crv: "P-256" });
     expect(parseEnv(readFileSync(file, "utf8"))).toEqual(values);
     expect(statSync(file).mode & 0o077).toBe(0);
   });
@@ -41,7 +42,7 @@ describe("ensureLocalSecrets", () => {
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, "# mine\nR2_ACCESS_KEY_ID=abc\nURL_SIGNING_SECRET=kept"); // no final newline
     const first = await ensureLocalSecrets(file);
-    expect(first.created).toEqual(["REGISTRY_ADMIN_PASSWORD"]);
+    expect(first.created).toEqual(["REGISTRY_ADMIN_PASSWORD", "TOKEN_SIGNING_KEY"]);
     expect(first.values.URL_SIGNING_SECRET).toBe("kept");
     expect(first.values.R2_ACCESS_KEY_ID).toBe("abc");
     const text = readFileSync(file, "utf8");

@@ -485,7 +485,7 @@ describe("skopeo end to end", () => {
     );
     for (const result of [anonymousPush, anonymousInspect, anonymousTags, wrongInspect]) {
       expect(result.code).not.toBe(0);
-      expect(result.stderr).toMatch(/unauthorized|authentication required/i);
+      expect(result.stderr).toMatch(/unauthorized|authentication required|denied/i);
     }
 
     // Nothing of the refused push landed.
