@@ -21,10 +21,9 @@
 //   (/var/lib/containers/cache), whatever HOME says. Every test therefore uses fresh random
 //   layer content, so nothing cached by another run can ever match; within a test the cache is
 //   what makes skopeo try a cross-repository mount, as it would for a user.
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -38,6 +37,7 @@ import {
 } from "../support/oci-layout.ts";
 import { type AccessLogEntry, startReferenceRegistry } from "../support/reference-registry.ts";
 import { startRegistry } from "../support/registry-process.ts";
+import { assertSkopeoInstalled, Skopeo } from "../support/skopeo.ts";
 
 const MiB = 1 << 20;
 const USE_REFERENCE = process.env.E2E_REGISTRY === "reference";
@@ -126,7 +126,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 1 * MiB }, { size: 3 * MiB }, { size: 5 * MiB }, { size: 8 * MiB }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const repo = repoName("multi");
 
     // Plain `skopeo copy`, as a user types it: skopeo gzips the layers and streams them.
@@ -194,7 +194,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 2 * MiB }, { size: 1 * MiB + 123 }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const repo = repoName("exact");
 
     await skopeo.ok(
@@ -232,7 +232,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 1 * MiB }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const repo = repoName("tags");
 
     for (const tag of ["v1", "v2", "latest"]) {
@@ -263,7 +263,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 4 * MiB }, { size: 12 * MiB }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const repo = repoName("again");
     const push = () =>
       skopeo.ok(
@@ -297,7 +297,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 2 * MiB }, { size: 4 * MiB }, { size: 6 * MiB }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const [repoA, repoB, repoC] = [
       repoName("dedupe-a"),
       repoName("dedupe-b"),
@@ -373,7 +373,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 1 * MiB }, { size: 2 * MiB }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const [doomed, kept] = [repoName("delete-x"), repoName("delete-y")];
     for (const repo of [doomed, kept]) {
       await skopeo.ok(
@@ -420,7 +420,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 210 * MiB }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const repo = repoName("big");
     try {
       // Default copy: skopeo gzips on the fly and streams one chunked PATCH of unknown length.
@@ -454,7 +454,7 @@ describe("skopeo end to end", () => {
       layers: [{ size: 64 * 1024 }],
       tag: "v1",
     });
-    const skopeo = await Skopeo.create(dir);
+    const skopeo = await Skopeo.create(dir, { creds: target.creds });
     const repo = repoName("anon");
 
     const ping = await fetch(`http://${target.host}/v2/`);
@@ -496,100 +496,6 @@ describe("skopeo end to end", () => {
 
 // ---------------------------------------------------------------------------------------------
 
-interface SkopeoResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** skopeo with a private HOME, policy, registries config and auth file: nothing from the machine. */
-class Skopeo {
-  private readonly home: string;
-  private readonly env: Record<string, string>;
-
-  private constructor(home: string, env: Record<string, string>) {
-    this.home = home;
-    this.env = env;
-  }
-
-  static async create(dir: string): Promise<Skopeo> {
-    const home = join(dir, "home");
-    await mkdir(join(home, "run"), { recursive: true });
-    await mkdir(join(home, "registries.d"), { recursive: true });
-    await mkdir(join(home, "tmp"), { recursive: true });
-    await writeFile(
-      join(home, "policy.json"),
-      JSON.stringify({ default: [{ type: "insecureAcceptAnything" }] }),
-    );
-    await writeFile(join(home, "registries.conf"), "unqualified-search-registries = []\n");
-    return new Skopeo(home, {
-      PATH: process.env.PATH ?? "/usr/bin:/bin",
-      HOME: home,
-      XDG_RUNTIME_DIR: join(home, "run"),
-      XDG_CONFIG_HOME: join(home, ".config"),
-      XDG_DATA_HOME: join(home, ".local", "share"),
-      XDG_CACHE_HOME: join(home, ".cache"),
-      TMPDIR: join(home, "tmp"),
-      CONTAINERS_REGISTRIES_CONF: join(home, "registries.conf"),
-      REGISTRY_AUTH_FILE: join(home, "auth.json"),
-    });
-  }
-
-  /** Flags for a command that reads or writes the registry with the admin credentials. */
-  flags(): string[] {
-    return ["--tls-verify=false", `--creds=${target.creds}`];
-  }
-  srcFlags(): string[] {
-    return ["--src-tls-verify=false", `--src-creds=${target.creds}`];
-  }
-  destFlags(): string[] {
-    return ["--dest-tls-verify=false", `--dest-creds=${target.creds}`];
-  }
-
-  async run(...args: string[]): Promise<SkopeoResult> {
-    const globals = [
-      "--policy",
-      join(this.home, "policy.json"),
-      "--registries.d",
-      join(this.home, "registries.d"),
-      "--tmpdir",
-      join(this.home, "tmp"),
-      "--command-timeout",
-      "240s",
-    ];
-    const started = Date.now();
-    // Async on purpose: a synchronous exec would also stall the reference registry, whose log
-    // pipe this process drains.
-    const child = spawn("skopeo", [...globals, ...args], {
-      env: this.env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
-      stderr += chunk;
-    });
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.once("error", reject);
-      child.once("close", resolve);
-    });
-    return { code, stdout, stderr, ms: Date.now() - started };
-  }
-
-  /** Runs and requires success; the failure message carries skopeo's own words. */
-  async ok(...args: string[]): Promise<SkopeoResult> {
-    const result = await this.run(...args);
-    if (result.code !== 0) {
-      throw new Error(`skopeo ${args.join(" ")} exited ${result.code}:\n${result.stderr}`);
-    }
-    return result;
-  }
-}
-
 /**
  * The target's request log once it has stopped growing: a log line may land a moment after the
  * client has its response, and must not be counted in the next step's window.
@@ -616,17 +522,6 @@ function parseMiniflareRequestLog(output: string): RequestRecord[] {
     path: match[2]!.split("?")[0]!,
     status: Number(match[3]),
   }));
-}
-
-async function assertSkopeoInstalled(): Promise<void> {
-  const child = spawn("skopeo", ["--version"], { stdio: "ignore" });
-  const code = await new Promise<number | null>((resolve) => {
-    child.once("error", () => resolve(null));
-    child.once("close", resolve);
-  });
-  if (code !== 0) {
-    throw new Error("skopeo is required for the end-to-end tests: apt-get install -y skopeo");
-  }
 }
 
 /** `<host>/e2e-<run>/<name>`: unique per run, lowercase as the name grammar wants. */
