@@ -52,6 +52,11 @@ const MIGRATIONS = [
 const UPLOAD_LEASE_MS = 30 * 60 * 1000;
 /** How soon undelivered reference-count deltas are retried. */
 const OUTBOX_RETRY_MS = 5_000;
+/**
+ * Pulls are counted in memory and added to D1 by the alarm this long after the first uncounted
+ * one: a pull never waits for a write or a queue message (a crash loses at most this window).
+ */
+const PULL_FLUSH_MS = 2_000;
 
 type UploadRow = {
   id: string;
@@ -85,6 +90,9 @@ export interface ReferrerRow {
 
 export class RepositoryObject extends DurableObject<ObjectEnv> {
   private readonly sql: SqlStorage;
+  /** Pulls not yet in D1, per UTC day; with the repository name they are counted under. */
+  private readonly pendingPulls = new Map<string, number>();
+  private name: string | null = null;
 
   constructor(ctx: DurableObjectState, env: ObjectEnv) {
     super(ctx, env);
@@ -343,6 +351,21 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     return record;
   }
 
+  /** A pull: the manifest with its bytes, counted for the repository's daily pull statistics. */
+  async pullManifest(
+    name: string,
+    reference: { tag: string } | { digest: Digest },
+  ): Promise<ManifestRecord | null> {
+    const record = this.getManifest(reference, true);
+    if (!record) return null;
+    this.name = name;
+    const day = new Date().toISOString().slice(0, 10);
+    const first = this.pendingPulls.size === 0;
+    this.pendingPulls.set(day, (this.pendingPulls.get(day) ?? 0) + 1);
+    if (first) await this.scheduleAlarm(Date.now() + PULL_FLUSH_MS);
+    return record;
+  }
+
   /** Deletes a manifest and untags it; its blobs' reference counts drop (after commit). */
   async deleteManifest(digest: Digest): Promise<RpcResult<Record<never, never>>> {
     if (!this.manifestRow(digest)) return rpcFailure("MANIFEST_UNKNOWN");
@@ -463,6 +486,7 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
       await this.abortMultipart(row);
     }
     await this.flushRefDeltas();
+    await this.flushPulls();
     const next = this.sql
       .exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM uploads")
       .toArray()[0]?.at;
@@ -572,6 +596,28 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     );
     if (failed) await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
     else if (pending.length === 1000) await this.flushRefDeltas();
+  }
+
+  private async flushPulls(): Promise<void> {
+    if (this.pendingPulls.size === 0 || this.name === null) return;
+    const counts = [...this.pendingPulls];
+    this.pendingPulls.clear();
+    try {
+      await this.env.DB.batch(
+        counts.map(([day, count]) =>
+          this.env.DB.prepare(
+            `INSERT INTO pull_counts (repository, day, count) VALUES (?, ?, ?)
+             ON CONFLICT (repository, day) DO UPDATE SET count = count + excluded.count`,
+          ).bind(this.name, day, count),
+        ),
+      );
+    } catch (error) {
+      for (const [day, count] of counts) {
+        this.pendingPulls.set(day, (this.pendingPulls.get(day) ?? 0) + count);
+      }
+      console.error("pull counts not written, will retry", error);
+      await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
+    }
   }
 
   private async abortMultipart(

@@ -328,11 +328,19 @@ describe("GET /api/v1/repositories/:name/pulls", () => {
     await repo(name);
     const now = Date.now();
     const yesterday = now - 86_400_000;
-    const pull = (at: number) => ({
-      ...ev("manifest.pull", { namespace: acme, repository: name }),
-      at,
-    });
-    await writeEvents(env.DB, [pull(now), pull(now), pull(yesterday)]);
+    // What the RepositoryObject's pull counter adds to D1.
+    await env.DB.batch(
+      [
+        [utcDay(now), 2],
+        [utcDay(yesterday), 1],
+      ].map(([day, count]) =>
+        env.DB.prepare("INSERT INTO pull_counts (repository, day, count) VALUES (?, ?, ?)").bind(
+          name,
+          day,
+          count,
+        ),
+      ),
+    );
 
     const res = await get(`/repositories/${name}/pulls?days=3`, orgAdmin);
     expect(res.status).toBe(200);

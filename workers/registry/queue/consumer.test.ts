@@ -1,4 +1,4 @@
-// The event consumer on workerd: audit rows, pull counters, idempotent redelivery, and the
+// The event consumer on workerd: audit rows, idempotent redelivery, and the
 // ack/retry outcome of a batch (messages built with `createMessageBatch`).
 import {
   createExecutionContext,
@@ -9,7 +9,7 @@ import {
 } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { RegistryEvent } from "../../../schema/events.ts";
-import { handleEventBatch, MAX_METADATA_CHARS, retryDelaySeconds, utcDay } from "./consumer.ts";
+import { handleEventBatch, MAX_METADATA_CHARS, retryDelaySeconds } from "./consumer.ts";
 
 let serial = 0;
 function event(overrides: Partial<RegistryEvent> = {}): RegistryEvent {
@@ -50,15 +50,6 @@ async function auditRows(eventIds: string[]) {
   )
     .bind(...eventIds)
     .all<Record<string, unknown>>();
-  return results;
-}
-
-async function pulls(repository: string) {
-  const { results } = await env.DB.prepare(
-    "SELECT day, count FROM pull_counts WHERE repository = ? ORDER BY day",
-  )
-    .bind(repository)
-    .all<{ day: string; count: number }>();
   return results;
 }
 
@@ -146,66 +137,22 @@ describe("audit log consumer", () => {
     expect(await auditRows(events.map((e) => e.id))).toHaveLength(2);
   });
 
-  it("counts manifest pulls per repository and UTC day, and logs who pulled", async () => {
-    const repository = `acme/pulled-${crypto.randomUUID()}`;
-    const day1 = Date.UTC(2026, 2, 1, 23, 59, 59);
-    const day2 = Date.UTC(2026, 2, 2, 0, 0, 1);
-    const pull = (at: number) =>
-      event({ kind: "manifest.pull", repository, at, actor: { kind: "anonymous" } });
-    const events = [pull(day1), pull(day1), pull(day2)];
-    expect((await deliver(events)).ackAll).toBe(true);
-    expect(await pulls(repository)).toEqual([
-      { day: "2026-03-01", count: 2 },
-      { day: "2026-03-02", count: 1 },
-    ]);
-    const rows = await auditRows(events.map((e) => e.id));
-    expect(rows.map((row) => [row.kind, row.actor_kind, row.actor])).toEqual([
-      ["manifest.pull", "anonymous", null],
-      ["manifest.pull", "anonymous", null],
-      ["manifest.pull", "anonymous", null],
-    ]);
-
-    // Redelivery, alone or mixed with new pulls, counts each pull once.
-    const later = pull(day2);
-    await deliver([events[0], later, events[2]], env.DB, 2);
-    expect(await pulls(repository)).toEqual([
-      { day: "2026-03-01", count: 2 },
-      { day: "2026-03-02", count: 2 },
-    ]);
-  });
-
-  it("counts a pull once when the batch carries it twice", async () => {
-    const repository = `acme/dup-${crypto.randomUUID()}`;
-    const pull = event({ kind: "manifest.pull", repository });
-    await deliver([pull, pull, { ...pull }]);
-    expect(await pulls(repository)).toEqual([{ day: utcDay(pull.at), count: 1 }]);
-    expect(await auditRows([pull.id])).toHaveLength(1);
-  });
-
   it("retries the whole batch on its first failure, leaving nothing behind", async () => {
-    const repository = `acme/fail-${crypto.randomUUID()}`;
-    const events = [event(), event({ kind: "manifest.pull", repository })];
+    const events = [event(), event({ kind: "tag.delete" })];
     const failed = await deliver(events, failingDb(), 1);
     expect(failed.ackAll).toBe(false);
     // (workerd's test harness reports the retry but not its delay; the delay is unit-tested below.)
     expect(failed.retryBatch.retry).toBe(true);
     expect(await auditRows(events.map((e) => e.id))).toHaveLength(0);
-    expect(await pulls(repository)).toEqual([]);
 
     // The retry then lands exactly once.
     const retried = await deliver(events, env.DB, 2);
     expect(retried.ackAll).toBe(true);
     expect(await auditRows(events.map((e) => e.id))).toHaveLength(2);
-    expect(await pulls(repository)).toEqual([{ day: utcDay(events[1]!.at), count: 1 }]);
   });
 
   it("isolates an event that keeps failing, on the batch's second attempt", async () => {
-    const repository = `acme/poison-${crypto.randomUUID()}`;
-    const events = [
-      event(),
-      event({ kind: "manifest.pull", repository }),
-      event({ kind: "tag.delete" }),
-    ];
+    const events = [event(), event({ kind: "tag.push" }), event({ kind: "tag.delete" })];
     const poison = events[2]!;
     const batchOf = (attempts: number) =>
       createMessageBatch<RegistryEvent>(
@@ -232,7 +179,6 @@ describe("audit log consumer", () => {
       events[0]!.id,
       events[1]!.id,
     ]);
-    expect(await pulls(repository)).toEqual([{ day: utcDay(events[1]!.at), count: 1 }]);
   });
 
   it("replaces oversized metadata with a note of its size", async () => {

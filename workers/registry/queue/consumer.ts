@@ -1,22 +1,15 @@
-// The `registry-events` queue consumer: writes each RegistryEvent to the D1 audit log and counts
-// manifest pulls per repository and UTC day.
+// The `registry-events` queue consumer: writes each RegistryEvent to the D1 audit log.
 //
 // One D1 batch per message batch. D1 runs a batch as one transaction, so a batch either lands
 // whole or not at all; then the messages are acked together, or all retried. Redelivery (a retry,
-// or an ack lost after the commit: Queues deliver at least once) is harmless because every
-// statement is keyed on the event id:
-// - the audit row is `INSERT … ON CONFLICT(event_id) DO NOTHING`;
-// - a pull increments its counter only while no audit row carries that event id yet, and that
-//   guard runs in the same transaction just before the audit row is written.
+// or an ack lost after the commit: Queues deliver at least once) is harmless because each row is
+// `INSERT … ON CONFLICT(event_id) DO NOTHING`.
 //
-// Pulls therefore get an audit row too (in addition to the counter), for two reasons: the row is
-// what makes the counter idempotent without a second dedupe table, and who pulled a private
-// repository from which address is what an audit asks about (Quay logs `pull_repo` the same way).
-// The cost is volume: pulls dominate traffic, so a retention job should prune old pull rows first.
+// Pulls are not events: the RepositoryObject counts them in memory and adds them to
+// `pull_counts` in batches, so a pull never waits for (or pays for) a queue message.
 
-import { sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
-import { auditLog, pullCounts } from "../../../schema/db/d1.ts";
+import { auditLog } from "../../../schema/db/d1.ts";
 import type { RegistryEvent } from "../../../schema/events.ts";
 import type { Env } from "../env.ts";
 
@@ -100,7 +93,7 @@ function boundedMetadata(metadata: Record<string, unknown> | undefined): unknown
   return size > MAX_METADATA_CHARS ? { truncated: true, chars: size } : metadata;
 }
 
-/** Writes the events in one D1 batch (one transaction): audit rows, and pull counters. */
+/** Writes the events in one D1 batch (one transaction). */
 export async function writeEvents(db: D1Database, events: readonly RegistryEvent[]): Promise<void> {
   const orm = drizzle(db);
   const statements = events.flatMap((event) => {
@@ -118,19 +111,7 @@ export async function writeEvents(db: D1Database, events: readonly RegistryEvent
         metadata: boundedMetadata(event.metadata),
       })
       .onConflictDoNothing({ target: auditLog.eventId });
-    if (event.kind !== "manifest.pull" || !event.repository) return [row];
-    // Runs before the audit row: "no row with this event id yet" means "not counted yet".
-    const count = orm
-      .insert(pullCounts)
-      .select(
-        sql`SELECT ${event.repository}, ${utcDay(event.at)}, 1
-            WHERE NOT EXISTS (SELECT 1 FROM ${auditLog} WHERE ${auditLog.eventId} = ${event.id})`,
-      )
-      .onConflictDoUpdate({
-        target: [pullCounts.repository, pullCounts.day],
-        set: { count: sql`${pullCounts.count} + 1` },
-      });
-    return [count, row];
+    return [row];
   });
   const [first, ...rest] = statements;
   if (first) await orm.batch([first, ...rest]);

@@ -27,24 +27,15 @@ export class ManifestService {
     reference: Reference,
     withBody: boolean,
   ): Promise<ManifestRecord> {
-    const record = await this.deps.objects
-      .repository(name)
-      .getManifest(
-        reference.kind === "tag" ? { tag: reference.tag } : { digest: reference.digest },
-        withBody,
-      );
+    const repo = this.deps.objects.repository(name);
+    const ref = reference.kind === "tag" ? { tag: reference.tag } : { digest: reference.digest };
+    // A GET is a pull and is counted by the object; HEAD is how clients check for updates.
+    const record = withBody
+      ? await repo.pullManifest(name, ref)
+      : await repo.getManifest(ref, false);
     if (!record) {
       throw new RegistryError("MANIFEST_UNKNOWN", undefined, {
         detail: { reference: show(reference) },
-      });
-    }
-    // A pull is counted; HEAD is how clients check for updates and has no side effects.
-    if (withBody) {
-      emitFor(this.deps.ctx, {
-        kind: "manifest.pull",
-        repository: name,
-        namespace: namespaceOf(name),
-        metadata: { digest: record.digest, reference: show(reference) },
       });
     }
     return record;
