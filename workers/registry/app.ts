@@ -1,12 +1,13 @@
 // The hono application: middleware, the OCI routes, the token service, and the single error
 // renderer.
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { RegistryError } from "../../schema/oci/errors.ts";
 import { managementApi } from "./api/index.ts";
 import { ensureBootstrapAdmin } from "./auth/bootstrap.ts";
 import { ANONYMOUS } from "./auth/principals.ts";
-import { challenge, registryAuth } from "./auth/registry-auth.ts";
+import { challenge, registryAuth, serviceName } from "./auth/registry-auth.ts";
 import type { AppEnv } from "./env.ts";
+import { clientIp } from "./http/client-ip.ts";
 import { errorResponse } from "./http/errors.ts";
 import { blobContent } from "./routes/blob-content.ts";
 import { blobs } from "./routes/blobs.ts";
@@ -14,10 +15,11 @@ import { catalog } from "./routes/catalog.ts";
 import { manifests } from "./routes/manifests.ts";
 import { referrers } from "./routes/referrers.ts";
 import { tags } from "./routes/tags.ts";
-import { clientIp, token } from "./routes/token.ts";
+import { token } from "./routes/token.ts";
 import { uploads } from "./routes/uploads.ts";
 import { eventSink } from "./services/events.ts";
 import { registryServices } from "./services/registry-services.ts";
+import { TokenService } from "./services/token-service.ts";
 
 export const app = new Hono<AppEnv>();
 
@@ -35,6 +37,13 @@ app.use("/v2/*", async (c, next) => {
   c.res.headers.set("Docker-Distribution-API-Version", "registry/2.0");
 });
 
+const withTokenService: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const { DB: db, TOKEN_SIGNING_KEY: signingKey } = c.env;
+  c.set("tokens", new TokenService({ db, signingKey, service: serviceName(c.env) }));
+  await next();
+};
+app.use("/v2/auth", withTokenService);
+app.use("/.well-known/*", withTokenService);
 app.route("/", token);
 
 // Every other /v2 route: who is calling, and the services acting for them.

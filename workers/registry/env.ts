@@ -3,6 +3,7 @@ import type { ObjectEnv } from "../../durable-objects/env.ts";
 import type { RegistryAuth } from "./auth/registry-auth.ts";
 import type { EventSink } from "./services/events.ts";
 import type { RegistryServices } from "./services/registry-services.ts";
+import type { TokenService } from "./services/token-service.ts";
 
 export interface Env extends ObjectEnv {
   DB: D1Database;
@@ -29,6 +30,7 @@ export interface AppEnv {
   Variables: {
     services: RegistryServices;
     events: EventSink;
+    tokens: TokenService;
     /** Set on /v2 routes: who is calling and what they may do. */
     auth: RegistryAuth;
   };

@@ -1,7 +1,7 @@
 // Where a blob GET is redirected: a presigned URL on R2's S3 endpoint in production, or this
 // Worker's own signed, expiring route locally (workerd has no S3 endpoint). Chosen by config.
 import type { BlobLink } from "../../../schema/rpc.ts";
-import { createUrlSigner, type UrlSigner } from "../lib/url-signing.ts";
+import { createUrlSigner } from "../lib/url-signing.ts";
 import { presignR2GetUrl } from "../storage/s3-presign.ts";
 
 export const LOCAL_BLOB_ROUTE = "/_blobs/";
@@ -53,8 +53,4 @@ export function blobUrls(config: BlobUrlConfig, now: () => number = Date.now): B
       return `${origin}${path}?${query}`;
     },
   };
-}
-
-export function localBlobSigner(secret: string): UrlSigner {
-  return createUrlSigner(secret);
 }

@@ -1,7 +1,9 @@
 // Builds the domain services from the bindings, once per request; routes only see these.
 import type { Env } from "../env.ts";
+import { createUrlSigner } from "../lib/url-signing.ts";
 import { catalogStore } from "../storage/catalog-store.ts";
 import { objectDirectory } from "../storage/repository-stubs.ts";
+import { BlobContentService } from "./blob-content-service.ts";
 import { BlobService } from "./blob-service.ts";
 import { blobUrls } from "./blob-urls.ts";
 import { ManifestService } from "./manifest-service.ts";
@@ -9,6 +11,7 @@ import type { RequestContext } from "./request-context.ts";
 import { UploadService } from "./upload-service.ts";
 
 export interface RegistryServices {
+  blobContent: BlobContentService;
   blobs: BlobService;
   uploads: UploadService;
   manifests: ManifestService;
@@ -34,6 +37,10 @@ export function registryServices(env: Env, ctx: RequestContext): RegistryService
     objects,
     catalog,
     blobs: new BlobService({ objects, urls, ctx }),
+    blobContent: new BlobContentService({
+      signer: createUrlSigner(env.URL_SIGNING_SECRET),
+      bucket: env.BLOBS,
+    }),
     uploads: new UploadService({ objects, bucket: env.BLOBS, catalog, ctx }),
     manifests: new ManifestService({ objects, catalog, ctx }),
   };
