@@ -133,7 +133,14 @@ export interface LocalWorkerOptions {
 
 export interface LocalWorker {
   mf: Miniflare;
+  /** Miniflare's entry socket (its entry worker in front of ours: request logs, pretty errors). */
   url: URL;
+  /**
+   * Our Worker's own socket, without Miniflare's entry worker (~0.13 ms of workerd CPU a
+   * request: 2.3x the request rate of a trivial route, 1.5x of manifest GETs, measured by
+   * `npm run bench`). Absent when request logging is on, which lives in the entry worker.
+   */
+  directUrl?: URL;
 }
 
 export async function startLocalWorker(options: LocalWorkerOptions): Promise<LocalWorker> {
@@ -160,6 +167,7 @@ export async function startLocalWorker(options: LocalWorkerOptions): Promise<Loc
           name: config.name,
           modulesRoot: path.dirname(options.modules[0]!.path),
           modules: options.modules,
+          ...(options.logRequests ? {} : { unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }] }),
           // (wrangler types these options with Omit<> over an index signature: all `unknown`.)
           bindings: { ...(bindings as Record<string, string> | undefined), ...options.bindings },
         },
@@ -168,7 +176,9 @@ export async function startLocalWorker(options: LocalWorkerOptions): Promise<Loc
     }),
   );
   try {
-    return { mf, url: await mf.ready };
+    const url = await mf.ready;
+    if (options.logRequests) return { mf, url };
+    return { mf, url, directUrl: await mf.unsafeGetDirectURL() };
   } catch (error) {
     await mf.dispose().catch(() => {});
     throw error;

@@ -145,7 +145,8 @@ async function main(): Promise<void> {
   }
 
   const publicPort = door?.port ?? Number(worker.url.port);
-  door?.setUpstream({ host: worker.url.hostname, port: Number(worker.url.port) });
+  const upstream = worker.directUrl ?? worker.url;
+  door?.setUpstream({ host: upstream.hostname, port: Number(upstream.port) });
   const displayHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
   const url = `http://${displayHost.includes(":") ? `[${displayHost}]` : displayHost}:${publicPort}`;
   await waitUntilAnswering(`${url}/v2/`);
