@@ -9,9 +9,10 @@ import {
   type Principal,
   parseBasicHeader,
 } from "../auth/principals.ts";
+import { clientIp } from "../http/client-ip.ts";
 import { touchAppToken } from "../services/identity/app-tokens.ts";
 import { forbidden, IdentityError } from "../services/identity/errors.ts";
-import { type ApiEnv, clientIpOf } from "./context.ts";
+import type { ApiEnv } from "./context.ts";
 
 const CHALLENGE = { "WWW-Authenticate": 'Bearer realm="management-api"' };
 
@@ -40,11 +41,10 @@ export const requireCaller = createMiddleware<ApiEnv>(async (c, next) => {
     principal = basic.user === "" ? null : await authenticate(c.env.DB, basic.user, basic.secret);
   }
   if (!principal) {
-    const clientIp = clientIpOf(c.req.raw);
     c.var.events.emit({
       kind: "login.failed",
       actor: { kind: "anonymous", ...(attempted ? { name: attempted } : {}) },
-      ...(clientIp ? { clientIp } : {}),
+      ...clientIp(c.req.raw),
       metadata: { via: "management-api", scheme },
     });
     throw unauthorized(

@@ -10,6 +10,7 @@ import {
 } from "../../../schema/db/d1.ts";
 import { parseRepositoryName, type RepositoryName } from "../../../schema/oci/reference.ts";
 import type { AppEnv } from "../env.ts";
+import { clientIp } from "../http/client-ip.ts";
 import type { Caller, IdentityContext } from "../services/identity/context.ts";
 import { type IdentityError, invalid } from "../services/identity/errors.ts";
 import { type Page, type PageRequest, pageRequest } from "../services/identity/pagination.ts";
@@ -23,21 +24,12 @@ export interface ApiEnv {
 export type ApiContext = Context<ApiEnv>;
 
 export function identityContext(c: ApiContext): IdentityContext {
-  const clientIp = clientIpOf(c.req.raw);
   return {
     db: c.env.DB,
     caller: c.var.caller,
     events: c.var.events,
-    ...(clientIp ? { clientIp } : {}),
+    ...clientIp(c.req.raw),
   };
-}
-
-export function clientIpOf(request: Request): string | undefined {
-  return (
-    request.headers.get("CF-Connecting-IP") ??
-    request.headers.get("X-Forwarded-For")?.split(",")[0]?.trim() ??
-    undefined
-  );
 }
 
 export function renderError(error: IdentityError): Response {

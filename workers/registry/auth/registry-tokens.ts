@@ -132,14 +132,3 @@ export function allows(claims: RegistryClaims, repository: string, action: Actio
       (entry.actions.includes(action) || entry.actions.includes("*")),
   );
 }
-
-/** A fresh EC P-256 private JWK for TOKEN_SIGNING_KEY (used by the local runner and tests). */
-export async function generateSigningKey(): Promise<string> {
-  const { privateKey } = (await crypto.subtle.generateKey(
-    { name: "ECDSA", namedCurve: "P-256" },
-    true,
-    ["sign", "verify"],
-  )) as CryptoKeyPair;
-  const jwk = await exportJWK(privateKey);
-  return JSON.stringify(jwk);
-}
