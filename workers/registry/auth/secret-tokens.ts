@@ -1,5 +1,6 @@
 // Random bearer secrets (app tokens, robot tokens): shown once, stored only as a SHA-256 hash.
 // They carry 256 bits of entropy, so a fast hash is enough; the prefix tells a leaked token's kind.
+import { toHex } from "../lib/digest.ts";
 
 export const TOKEN_PREFIX = { app: "era_", robot: "err_" } as const;
 
@@ -14,5 +15,5 @@ export function newSecretToken(kind: keyof typeof TOKEN_PREFIX): string {
 
 export async function hashSecretToken(token: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(new Uint8Array(digest));
 }

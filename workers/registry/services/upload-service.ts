@@ -10,6 +10,7 @@ import {
 } from "../../../schema/oci/reference.ts";
 import type { BlobLink, UploadSnapshot, UploadWrite } from "../../../schema/rpc.ts";
 import { type Digester, nativeDigester, resumableDigester } from "../lib/digester.ts";
+import { readPieces } from "../lib/read-pieces.ts";
 import {
   appendBody,
   discardUpload,
@@ -260,13 +261,9 @@ export class UploadService {
   private async storedDigestMatches(key: string, digest: Digest): Promise<boolean> {
     const object = await this.deps.bucket.get(key);
     if (!object) return false;
-    const algorithm = digestAlgorithm(digest) === "sha512" ? "SHA-512" : "SHA-256";
-    const hasher = new crypto.DigestStream(algorithm);
-    await object.body.pipeTo(hasher);
-    const hex = [...new Uint8Array(await hasher.digest)]
-      .map((b) => b.toString(16).padStart(2, "0"))
-      .join("");
-    return hex === digestHex(digest);
+    const digester = nativeDigester(digestAlgorithm(digest));
+    for await (const piece of readPieces(object.body)) await digester.update(piece);
+    return (await digester.finish()) === digestHex(digest);
   }
 }
 

@@ -7,6 +7,8 @@
 //   string to sign    = "AWS4-HMAC-SHA256" LF <amz date> LF <scope> LF hex(SHA256(canonical request))
 //   signing key       = HMAC chain over "AWS4" + secret: date, region, "s3", "aws4_request"
 
+import { toHex } from "../lib/digest.ts";
+
 export interface PresignInput {
   method?: "GET" | "HEAD";
   /** The object URL; any query params it carries (e.g. response-content-type) are signed too. */
@@ -93,11 +95,16 @@ export async function presignS3Url(input: PresignInput): Promise<string> {
     "host",
     "UNSIGNED-PAYLOAD",
   ].join("\n");
-  const stringToSign = [ALGORITHM, amzDate, scope, hex(await sha256(canonicalRequest))].join("\n");
+  const stringToSign = [
+    ALGORITHM,
+    amzDate,
+    scope,
+    toHex(new Uint8Array(await sha256(canonicalRequest))),
+  ].join("\n");
 
   let key = await hmac(encoder.encode(`AWS4${secretAccessKey}`), date);
   for (const part of [region, SERVICE, "aws4_request"]) key = await hmac(key, part);
-  const signature = hex(await hmac(key, stringToSign));
+  const signature = toHex(await hmac(key, stringToSign));
 
   return `${url.protocol}//${url.host}${canonicalUri}?${canonicalQuery}&X-Amz-Signature=${signature}`;
 }
@@ -170,8 +177,4 @@ async function hmac(key: Uint8Array, text: string): Promise<Uint8Array> {
     ["sign"],
   );
   return new Uint8Array(await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(text)));
-}
-
-function hex(bytes: ArrayBuffer | Uint8Array): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
 }
