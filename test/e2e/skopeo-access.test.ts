@@ -256,7 +256,8 @@ describe("skopeo with users, robots, read-only and anonymous credentials", () =>
     // (HEAD) with a token for alice/app, as it would to mount them. The robot may not read
     // alice/app: every probe must be refused (no existence oracle, no mount), and the blobs
     // uploaded anew.
-    const seen = requestLog().length;
+    // Settle first: a line of the previous test may still be on its way into the log.
+    const seen = (await settledRequestLog()).length;
     const pushed = await skopeo.run(
       "copy",
       ...skopeo.destFlags(robotCreds),
