@@ -25,15 +25,15 @@ import {
 import type { AppEnv } from "../env.ts";
 import { utcDay, writeEvents } from "../queue/consumer.ts";
 import { IdentityError } from "../services/identity/errors.ts";
-import { auditLogsApi } from "./audit-logs.ts";
 import { renderError } from "./context.ts";
+import { managementApi } from "./index.ts";
 
 const harness = new Hono<AppEnv>();
 harness.use("*", async (c, next) => {
   c.set("events", { emit() {} });
   await next();
 });
-harness.route("/api/v1", auditLogsApi);
+harness.route("/api/v1", managementApi);
 // As in api/index.ts: the management API renders IdentityErrors once, at the top.
 harness.onError((error) => {
   if (error instanceof IdentityError) return renderError(error);

@@ -7,7 +7,11 @@
 // Who sees which rows is decided in services/audit-log.ts.
 import { Hono } from "hono";
 import { createMiddleware } from "hono/factory";
-import { type AuditLogFilter, queryAuditLog, repositoryPulls } from "../services/audit-log.ts";
+import {
+  type AuditLogFilter,
+  repositoryPulls as pullsPerDay,
+  queryAuditLog,
+} from "../services/audit-log.ts";
 import { invalid } from "../services/identity/errors.ts";
 import { requireCaller } from "./authentication.ts";
 import {
@@ -18,6 +22,7 @@ import {
   pageOf,
   repositoryParam,
 } from "./context.ts";
+import type { RepositorySubroute } from "./repository-subroutes.ts";
 
 export const auditLogsApi = new Hono<ApiEnv>();
 
@@ -43,17 +48,12 @@ auditLogsApi.get("/logs", async (c) => {
   return c.json(pageBody("logs", page));
 });
 
-// Mounted beside repositoriesApi, `/repositories/:name{.+}` wins the overlap and calls
-// `repositoryPullsResponse` itself; this route serves when the sub-app is mounted on its own.
-auditLogsApi.get("/repositories/:name{.+}/pulls", (c) =>
-  repositoryPullsResponse(c, c.req.param("name")),
-);
+/** GET /repositories/:name/pulls, answered through repository-subroutes.ts. */
+export const pullSubroutes: RepositorySubroute[] = [
+  { method: "GET", pattern: /^(.+)\/pulls$/, handle: (c, match) => repositoryPulls(c, match[1]!) },
+];
 
-/** GET /repositories/:name/pulls for `repository` (the name without `/pulls`). */
-export async function repositoryPullsResponse(
-  c: ApiContext,
-  repository: string,
-): Promise<Response> {
+async function repositoryPulls(c: ApiContext, repository: string): Promise<Response> {
   refuseUnknownParameters(c, ["days"]);
   const name = repositoryParam(repository);
   const raw = c.req.query("days") ?? "30";
@@ -61,7 +61,7 @@ export async function repositoryPullsResponse(
   if (!/^\d{1,3}$/.test(raw) || days < 1 || days > 366) {
     throw invalid("days must be an integer from 1 to 366");
   }
-  return c.json(await repositoryPulls(identityContext(c), name, days));
+  return c.json(await pullsPerDay(identityContext(c), name, days));
 }
 
 export function logFilter(c: ApiContext): AuditLogFilter {

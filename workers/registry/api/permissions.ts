@@ -7,7 +7,7 @@
 // These paths overlap `/repositories/:name{.+}` (a repository name may have any number of
 // components), and hono's RegExpRouter does not prefer the route registered first among
 // overlapping `{.+}` patterns; a lookbehind in the pattern would push the whole app, /v2 included,
-// onto the slower TrieRouter. So repositories.ts owns the routes and asks `permissionRoute` first.
+// onto the slower TrieRouter. So they are served through repository-subroutes.ts.
 import {
   grantPermission,
   listPermissions,
@@ -23,33 +23,26 @@ import {
   repositoryParam,
   roleOf,
 } from "./context.ts";
+import type { RepositorySubroute } from "./repository-subroutes.ts";
 
 const LIST = /^(.+)\/permissions$/;
 // The first `/permissions/<kind>/` wins, so a team id `org/team` may contain a slash.
 const ONE = /^(.+?)\/permissions\/([^/]+)\/(.+)$/;
 
-/**
- * The permission endpoint a `/repositories/<path>` request addresses, if any: a handler to run,
- * or undefined when the path names a repository itself.
- */
-export function permissionRoute(
-  method: string,
-  path: string,
-): ((c: ApiContext) => Promise<Response>) | undefined {
-  if (method === "GET") {
-    const match = LIST.exec(path);
-    return match ? (c) => list(c, match[1]!) : undefined;
-  }
-  if (method === "PUT" || method === "DELETE") {
-    const match = ONE.exec(path);
-    if (!match) return undefined;
-    const [, repository, kind, id] = match as unknown as [string, string, string, string];
-    return method === "PUT"
-      ? (c) => grant(c, repository, kind, id)
-      : (c) => revoke(c, repository, kind, id);
-  }
-  return undefined;
-}
+/** The permission endpoints, answered through repository-subroutes.ts. */
+export const permissionSubroutes: RepositorySubroute[] = [
+  { method: "GET", pattern: LIST, handle: (c, match) => list(c, match[1]!) },
+  {
+    method: "PUT",
+    pattern: ONE,
+    handle: (c, match) => grant(c, match[1]!, match[2]!, match[3]!),
+  },
+  {
+    method: "DELETE",
+    pattern: ONE,
+    handle: (c, match) => revoke(c, match[1]!, match[2]!, match[3]!),
+  },
+];
 
 async function list(c: ApiContext, repository: string): Promise<Response> {
   const name = repositoryParam(repository);

@@ -8,7 +8,6 @@
 //   GET    /repositories/:name/pulls ?days= (answered for audit-logs.ts: see `pullCounts`)
 import { Hono } from "hono";
 import { REPOSITORY_STATES, VISIBILITIES } from "../../../schema/db/d1.ts";
-import { repositoryPulls } from "../services/audit-log.ts";
 import { invalid, notFound } from "../services/identity/errors.ts";
 import {
   createRepository,
@@ -18,7 +17,6 @@ import {
   updateRepository,
 } from "../services/identity/repositories.ts";
 import {
-  type ApiContext,
   type ApiEnv,
   identityContext,
   optionalOneOf,
@@ -28,7 +26,7 @@ import {
   repositoryParam,
   requiredString,
 } from "./context.ts";
-import { permissionRoute } from "./permissions.ts";
+import { findSubroute } from "./repository-subroutes.ts";
 
 export const repositoriesApi = new Hono<ApiEnv>();
 
@@ -50,20 +48,26 @@ repositoriesApi.get("/repositories", async (c) => {
 });
 
 repositoriesApi.get("/repositories/:name{.+}", async (c) => {
-  const permissions = permissionRoute("GET", c.req.param("name"));
-  if (permissions) return permissions(c);
-  const pulls = PULLS.exec(c.req.param("name"));
-  if (pulls) return pullCounts(c, pulls[1]!);
+  const subroute = findSubroute("GET", c.req.param("name"));
+  if (subroute) return subroute(c);
   return c.json(await describeRepository(identityContext(c), repositoryParam(c.req.param("name"))));
 });
 
 repositoriesApi.put("/repositories/:name{.+}", async (c) => {
-  const permissions = permissionRoute("PUT", c.req.param("name"));
-  if (permissions) return permissions(c);
+  const subroute = findSubroute("PUT", c.req.param("name"));
+  if (subroute) return subroute(c);
   throw notFound(`no endpoint PUT ${new URL(c.req.url).pathname}`);
 });
 
+repositoriesApi.post("/repositories/:name{.+}", async (c) => {
+  const subroute = findSubroute("POST", c.req.param("name"));
+  if (subroute) return subroute(c);
+  throw notFound(`no endpoint POST ${new URL(c.req.url).pathname}`);
+});
+
 repositoriesApi.patch("/repositories/:name{.+}", async (c) => {
+  const subroute = findSubroute("PATCH", c.req.param("name"));
+  if (subroute) return subroute(c);
   const name = repositoryParam(c.req.param("name"));
   const body = await readBody(c, ["visibility", "state"]);
   const visibility = optionalOneOf(body, "visibility", VISIBILITIES);
@@ -80,31 +84,9 @@ repositoriesApi.patch("/repositories/:name{.+}", async (c) => {
 });
 
 repositoriesApi.delete("/repositories/:name{.+}", async (c) => {
-  const permissions = permissionRoute("DELETE", c.req.param("name"));
-  if (permissions) return permissions(c);
+  const subroute = findSubroute("DELETE", c.req.param("name"));
+  if (subroute) return subroute(c);
   const name = repositoryParam(c.req.param("name"));
   await deleteRepository(identityContext(c), c.var.services.objects, name);
   return c.body(null, 204);
 });
-
-const PULLS = /^(.+)\/pulls$/;
-
-/**
- * GET /repositories/:name/pulls, which audit-logs.ts declares too: its route can never match next
- * to `/repositories/:name{.+}` (RegExpRouter picks one of the overlapping patterns — this one), so
- * the request is answered here, through the same service.
- * TODO(lead): have audit-logs.ts export its handler (`(c, repository) => Response`) and call that
- * here instead of repeating its `days` validation.
- */
-async function pullCounts(c: ApiContext, repository: string): Promise<Response> {
-  const unknown = Object.keys(c.req.queries()).filter((key) => key !== "days");
-  if (unknown.length > 0) {
-    throw invalid(`unknown query parameter ${unknown.join(", ")} (expected: days)`);
-  }
-  const raw = c.req.query("days") ?? "30";
-  const days = Number(raw);
-  if (!/^\d{1,3}$/.test(raw) || days < 1 || days > 366) {
-    throw invalid("days must be an integer from 1 to 366");
-  }
-  return c.json(await repositoryPulls(identityContext(c), repositoryParam(repository), days));
-}
