@@ -1,7 +1,8 @@
 // RepositoryObject: one per repository. Owns its tags (with history), manifests, the set of
 // blobs linked to it and its upload sessions. Single writer: every tag move is serialized here.
 import { DurableObject } from "cloudflare:workers";
-import { type RpcResult, rpcFailure } from "../schema/oci/errors.ts";
+import { type RpcFailure, type RpcResult, rpcFailure } from "../schema/oci/errors.ts";
+import type { LifecyclePolicy, LifecycleResult, TagHistoryPage } from "../schema/lifecycle.ts";
 import type { Digest } from "../schema/oci/reference.ts";
 import type {
   BlobLink,
@@ -14,7 +15,11 @@ import type {
 } from "../schema/rpc.ts";
 import { blobRefShardName } from "./blob-ref-object.ts";
 import type { ObjectEnv } from "./env.ts";
+import { GC_MIGRATION, RepositoryCollector } from "./gc-collector.ts";
+import { gcGraceMs } from "./gc-grace.ts";
+import { namespaceObjectName, namespaceOfRepository } from "./namespace-object.ts";
 import { joinChunks, migrate, splitChunks } from "./sql-migrations.ts";
+import { TAG_LIFECYCLE_MIGRATION, TagLifecycle } from "./tag-lifecycle.ts";
 
 const MIGRATIONS = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +51,40 @@ const MIGRATIONS = [
      id TEXT PRIMARY KEY, digest TEXT NOT NULL, delta INTEGER NOT NULL, created_at INTEGER NOT NULL);`,
   // A streamed PATCH stores its object whole and records the natively computed digest.
   `ALTER TABLE uploads ADD COLUMN stored_sha256 TEXT;`,
+  // Quota accounting: the blobs this repository's manifests reference, each once, kept by
+  // triggers on manifest_refs, so every path that adds or removes references (push, delete,
+  // repository deletion, garbage collection) is counted without having to remember to. A blob's
+  // first reference queues +1 for the NamespaceObject, its last one's removal -1 (flushed by
+  // flushQuotaDeltas). References that predate this are counted once, here.
+  `CREATE TABLE quota_blobs (digest TEXT PRIMARY KEY, size INTEGER NOT NULL);
+   CREATE TABLE quota_outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, digest TEXT NOT NULL,
+     size INTEGER NOT NULL, delta INTEGER NOT NULL);
+   CREATE TRIGGER quota_blob_referenced AFTER INSERT ON manifest_refs
+   WHEN NEW.kind = 'blob' AND NOT EXISTS (SELECT 1 FROM quota_blobs WHERE digest = NEW.target)
+   BEGIN
+     INSERT INTO quota_blobs (digest, size)
+       VALUES (NEW.target, COALESCE((SELECT size FROM blob_links WHERE digest = NEW.target), 0));
+     INSERT INTO quota_outbox (id, digest, size, delta)
+       SELECT lower(hex(randomblob(16))), digest, size, 1 FROM quota_blobs WHERE digest = NEW.target;
+   END;
+   CREATE TRIGGER quota_blob_released AFTER DELETE ON manifest_refs
+   WHEN OLD.kind = 'blob'
+     AND NOT EXISTS (SELECT 1 FROM manifest_refs WHERE target = OLD.target AND kind = 'blob')
+   BEGIN
+     INSERT INTO quota_outbox (id, digest, size, delta)
+       SELECT lower(hex(randomblob(16))), digest, size, -1 FROM quota_blobs WHERE digest = OLD.target;
+     DELETE FROM quota_blobs WHERE digest = OLD.target;
+   END;
+   INSERT INTO quota_blobs (digest, size)
+     SELECT r.target, COALESCE(MAX(l.size), 0) FROM manifest_refs r
+     LEFT JOIN blob_links l ON l.digest = r.target WHERE r.kind = 'blob' GROUP BY r.target;
+   INSERT INTO quota_outbox (id, digest, size, delta)
+     SELECT lower(hex(randomblob(16))), digest, size, 1 FROM quota_blobs ORDER BY digest;`,
+  // Tag lifecycle: expiry and end reason per lifetime, and the audit events outbox.
+  TAG_LIFECYCLE_MIGRATION,
+  // Garbage collection: candidates, link claims, link deltas (gc-collector.ts).
+  GC_MIGRATION,
 ];
 
 /** A writer holds an upload session this long at most; a crashed writer's lease then lapses. */
@@ -103,11 +142,48 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
    */
   private readonly manifestCache = new Map<string, ManifestRecord>();
   private manifestCacheBytes = 0;
+  /** Retention window, immutability, expiry, auto-prune and the time machine (tag-lifecycle.ts). */
+  private readonly lifecycle: TagLifecycle;
+  /** Garbage collection of manifests and blob links, and link claims (gc-collector.ts). */
+  private readonly gc: RepositoryCollector;
 
   constructor(ctx: DurableObjectState, env: ObjectEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    ctx.blockConcurrencyWhile(async () => migrate(this.sql, MIGRATIONS));
+    this.lifecycle = new TagLifecycle({
+      sql: this.sql,
+      transactionSync: (closure) => ctx.storage.transactionSync(closure),
+      moveTag: (tag, digest, now) => this.moveTag(tag, digest as Digest, now),
+      collectableAt: (digest, dueAt) => this.enqueueCandidate(digest, dueAt),
+      tagsChanged: () => this.forgetManifests(),
+      scheduleAlarm: (at) => this.scheduleAlarm(at),
+      events: env.EVENTS,
+      repositoryName: () => ctx.id.name,
+    });
+    this.gc = new RepositoryCollector(
+      {
+        sql: this.sql,
+        env,
+        transactionSync: (closure) => ctx.storage.transactionSync(closure),
+        graceMs: gcGraceMs(env),
+        retentionMs: () => this.retentionMs(),
+        scheduleAlarm: (at) => this.scheduleAlarm(at),
+      },
+      ctx.id.name,
+    );
+    ctx.blockConcurrencyWhile(async () => {
+      migrate(this.sql, MIGRATIONS);
+      // Link claims of requests that died with the previous instance are taken back, and queued
+      // candidates get their alarm even if a crash lost it.
+      const recovered = this.gc.recoverClaims(Date.now());
+      const gcDue = this.gc.nextDue();
+      if (gcDue !== null) await this.scheduleAlarm(gcDue);
+      if (recovered > 0) await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
+      // Quota deltas committed but never delivered (a crash right after commit) go out soon.
+      if (this.sql.exec("SELECT 1 FROM quota_outbox LIMIT 1").toArray().length > 0) {
+        await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
+      }
+    });
   }
 
   // ---- repository ---------------------------------------------------------------------------
@@ -138,16 +214,34 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     return row ? { digest, size: row.size, key: row.r2_key } : null;
   }
 
-  linkBlob(link: BlobLink): { catalogued: boolean } {
-    this.ctx.storage.transactionSync(() => {
+  /**
+   * Links a stored blob (a mount). The link is counted at the blob's shard first, so a blob that
+   * is being collected is refused (BLOB_UNKNOWN: the mount falls back to an upload session).
+   */
+  async linkBlob(link: BlobLink): Promise<RpcResult<{ catalogued: boolean }>> {
+    const claim = await this.gc.claimLink(link);
+    const now = Date.now();
+    const linked = this.ctx.storage.transactionSync(() => {
+      if (!this.gc.settleClaim(claim, true, now)) return false;
       this.insertLink(link);
+      this.gc.noteLink(link.digest, now);
       this.markCreated();
+      return true;
     });
-    return { catalogued: this.catalogRegistered() };
+    await this.gc.arm();
+    await this.flushRefDeltas();
+    return linked
+      ? { ok: true, catalogued: this.catalogRegistered() }
+      : rpcFailure("BLOB_UNKNOWN", "the blob is being garbage collected");
   }
 
   unlinkBlob(digest: Digest): boolean {
-    return this.sql.exec("DELETE FROM blob_links WHERE digest = ?", digest).rowsWritten > 0;
+    return this.ctx.storage.transactionSync(() => {
+      const removed =
+        this.sql.exec("DELETE FROM blob_links WHERE digest = ?", digest).rowsWritten > 0;
+      if (removed) this.gc.unlinked(digest, Date.now());
+      return removed;
+    });
   }
 
   // ---- upload sessions -----------------------------------------------------------------------
@@ -264,18 +358,43 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
   }
 
   /** Ends a session whose blob is now stored: the session goes, the blob is linked. */
-  completeUpload(id: string, leaseId: string, link: BlobLink): RpcResult<{ catalogued: boolean }> {
+  async completeUpload(
+    id: string,
+    leaseId: string,
+    link: BlobLink,
+  ): Promise<RpcResult<{ catalogued: boolean }>> {
+    const refused = this.leaseRefusal(id, leaseId);
+    if (refused) return refused;
+    // The link is counted at the blob's shard before it is committed (gc-collector.ts).
+    const claim = await this.gc.claimLink(link);
+    const now = Date.now();
+    const result = this.ctx.storage.transactionSync((): RpcResult<{ catalogued: boolean }> => {
+      const lost = this.leaseRefusal(id, leaseId);
+      if (!this.gc.settleClaim(claim, lost === null, now)) {
+        if (lost) return lost;
+        // Only when the stored copy was swept between the upload's revive and this claim,
+        // more than a grace period apart: the session's bytes are gone, it cannot finish.
+        this.deleteUploadRows(id);
+        return rpcFailure("BLOB_UPLOAD_INVALID", "the stored blob was collected: push it again");
+      }
+      this.deleteUploadRows(id);
+      this.insertLink(link);
+      this.gc.noteLink(link.digest, now);
+      this.markCreated();
+      return { ok: true, catalogued: this.catalogRegistered() };
+    });
+    await this.gc.arm();
+    await this.flushRefDeltas();
+    return result;
+  }
+
+  private leaseRefusal(id: string, leaseId: string): RpcFailure | null {
     const row = this.uploadRow(id);
     if (!row) return rpcFailure("BLOB_UPLOAD_UNKNOWN");
     if (row.lease_id !== leaseId) {
       return rpcFailure("BLOB_UPLOAD_INVALID", "the upload's write lease was lost");
     }
-    this.ctx.storage.transactionSync(() => {
-      this.deleteUploadRows(id);
-      this.insertLink(link);
-      this.markCreated();
-    });
-    return { ok: true, catalogued: this.catalogRegistered() };
+    return null;
   }
 
   /** Cancels a session (client DELETE, bad digest, or expiry) and aborts its R2 parts. */
@@ -311,6 +430,10 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     if (missing.length > 0) {
       return rpcFailure("MANIFEST_BLOB_UNKNOWN", undefined, { detail: missing });
     }
+    // Checked with no await before the transaction: nothing can move the tag in between, and
+    // the collector (which runs in this object) cannot take a checked link or child away.
+    const denied = input.tag !== undefined && this.lifecycle.refuseTagMove(input.tag, input.digest);
+    if (denied) return rpcFailure("DENIED", denied);
 
     const now = Date.now();
     let created = false;
@@ -321,10 +444,18 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
         this.insertManifest(input, now);
       }
       if (input.tag !== undefined) tagMoved = this.moveTag(input.tag, input.digest, now);
+      if (tagMoved && input.tagExpiresInMs !== undefined) {
+        this.lifecycle.armExpiry(input.tag!, input.tagExpiresInMs, now);
+      }
+      // New or pushed again: kept for the grace (its tag or index may come next), then examined.
+      this.gc.notePush(input.digest, now);
       this.markCreated();
     });
+    await this.gc.arm();
     if (created || tagMoved) this.forgetManifests();
     if (created) await this.flushRefDeltas();
+    if (created) await this.flushQuotaDeltas();
+    if (tagMoved) await this.lifecycle.afterTagPush(now);
     return { ok: true, created, tagMoved, catalogued: this.catalogRegistered() };
   }
 
@@ -388,6 +519,8 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
   /** Deletes a manifest and untags it; its blobs' reference counts drop (after commit). */
   async deleteManifest(digest: Digest): Promise<RpcResult<Record<never, never>>> {
     if (!this.manifestRow(digest)) return rpcFailure("MANIFEST_UNKNOWN");
+    const denied = this.lifecycle.refuseManifestDelete(digest);
+    if (denied) return rpcFailure("DENIED", denied);
     const now = Date.now();
     this.ctx.storage.transactionSync(() => {
       this.sql.exec("UPDATE tags SET end_ms = ? WHERE digest = ? AND end_ms IS NULL", now, digest);
@@ -398,22 +531,36 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
         )
         .toArray();
       for (const { target } of blobs) this.queueRefDelta(target, -1, now);
+      // Its children, referrers and blob links may have been kept by it alone.
+      this.gc.released(digest, now);
       this.sql.exec("DELETE FROM manifest_refs WHERE manifest = ?", digest);
       this.sql.exec("DELETE FROM manifest_chunks WHERE digest = ?", digest);
       this.sql.exec("DELETE FROM manifests WHERE digest = ?", digest);
     });
     this.forgetManifests();
+    await this.gc.arm();
     await this.flushRefDeltas();
+    await this.flushQuotaDeltas();
     return { ok: true };
   }
 
-  deleteTag(tag: string): RpcResult<Record<never, never>> {
+  async deleteTag(tag: string): Promise<RpcResult<Record<never, never>>> {
+    const denied = this.lifecycle.refuseTagDelete(tag);
+    if (denied) return rpcFailure("DENIED", denied);
     this.forgetManifests();
-    const ended = this.sql.exec(
-      "UPDATE tags SET end_ms = ? WHERE name = ? AND end_ms IS NULL",
-      Date.now(),
-      tag,
-    ).rowsWritten;
+    const now = Date.now();
+    const ended = this.ctx.storage.transactionSync(() => {
+      const rows = this.sql
+        .exec<{ digest: string }>(
+          "UPDATE tags SET end_ms = ? WHERE name = ? AND end_ms IS NULL RETURNING digest",
+          now,
+          tag,
+        )
+        .toArray();
+      for (const row of rows) this.gc.tagEnded(row.digest, now);
+      return rows.length;
+    });
+    await this.gc.arm();
     return ended > 0 ? { ok: true } : rpcFailure("MANIFEST_UNKNOWN", `tag ${tag} not found`);
   }
 
@@ -478,7 +625,10 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
       for (const { target } of refs) this.queueRefDelta(target, -1, now);
       counts.manifests = this.sql.exec("DELETE FROM manifests").rowsWritten;
       counts.tags = this.sql.exec("SELECT 1 FROM tags WHERE end_ms IS NULL").toArray().length;
+      this.gc.releaseAllLinks(now);
       counts.blobs = this.sql.exec("DELETE FROM blob_links").rowsWritten;
+      // Not quota_blobs or quota_outbox: the manifest_refs triggers empty the one and queue the
+      // namespace's -1s in the other, which must outlive this until delivered.
       for (const table of [
         "manifest_refs",
         "manifest_chunks",
@@ -486,6 +636,7 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
         "uploads",
         "upload_tail",
         "meta",
+        "gc_candidates",
       ]) {
         this.sql.exec(`DELETE FROM ${table}`);
       }
@@ -493,7 +644,59 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     this.forgetManifests();
     for (const row of uploads) await this.abortMultipart(row);
     await this.flushRefDeltas();
+    await this.flushQuotaDeltas();
     return counts;
+  }
+
+  // ---- tag lifecycle: policy, expiry, time machine (logic in tag-lifecycle.ts) ---------------
+
+  /** The effective policy from D1 (pushed on every change); an older revision is ignored. */
+  setPolicy(policy: LifecyclePolicy): Promise<{ applied: boolean; pruned: number }> {
+    return this.lifecycle.setPolicy(policy);
+  }
+
+  lifecyclePolicy(): LifecyclePolicy | null {
+    return this.lifecycle.policy();
+  }
+
+  setTagExpiry(
+    tag: string,
+    expiresMs: number | null,
+  ): Promise<LifecycleResult<{ digest: string; previousMs: number | null }>> {
+    return this.lifecycle.setExpiry(tag, expiresMs);
+  }
+
+  listTagHistory(query: {
+    tag: string | null;
+    limit: number;
+    beforeId: number | null;
+  }): TagHistoryPage {
+    return this.lifecycle.listHistory(query);
+  }
+
+  restoreTag(
+    tag: string,
+    digest: Digest,
+  ): Promise<LifecycleResult<{ moved: boolean; previousDigest: string | null }>> {
+    return this.lifecycle.restore(tag, digest);
+  }
+
+  eraseTagHistory(id: number): LifecycleResult<{ tag: string; digest: string }> {
+    return this.lifecycle.erase(id);
+  }
+
+  /** How long ended tag lifetimes keep their manifests (the namespace's window, default 14 days). */
+  private retentionMs(): number {
+    return this.lifecycle.retentionMs();
+  }
+
+  /**
+   * Tells the garbage collector that `digest` may be collectable from `dueAt` on (it re-checks
+   * every rule then). Synchronous, for use inside the transaction that made the change.
+   */
+  private enqueueCandidate(digest: string, dueAt: number): void {
+    this.gc.enqueue("manifest", digest, dueAt);
+    void this.gc.arm();
   }
 
   // ---- alarm: expire abandoned uploads, retry undelivered reference deltas -------------------
@@ -507,12 +710,21 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
       this.deleteUploadRows(row.id);
       await this.abortMultipart(row);
     }
+    // Garbage collection of what is due (gc-collector.ts); its deltas go out just below.
+    const collected = this.gc.collectDue(Date.now());
+    if (collected.manifests > 0) this.forgetManifests();
     await this.flushRefDeltas();
+    await this.flushQuotaDeltas();
     await this.flushPulls();
+    const lifecycleDue = await this.lifecycle.onAlarm(now);
+    if (lifecycleDue !== null) await this.scheduleAlarm(lifecycleDue);
     const next = this.sql
       .exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM uploads")
       .toArray()[0]?.at;
     if (next != null) await this.scheduleAlarm(next);
+    if (!(await this.gc.flushEvents())) await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
+    const gcDue = this.gc.nextDue();
+    if (gcDue !== null) await this.scheduleAlarm(gcDue);
   }
 
   // ---- internals -----------------------------------------------------------------------------
@@ -564,7 +776,10 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
       )
       .toArray()[0];
     if (current?.digest === digest) return false;
-    if (current) this.sql.exec("UPDATE tags SET end_ms = ? WHERE id = ?", now, current.id);
+    if (current) {
+      this.sql.exec("UPDATE tags SET end_ms = ? WHERE id = ?", now, current.id);
+      this.gc.tagEnded(current.digest, now);
+    }
     this.sql.exec(
       "INSERT INTO tags (name, digest, start_ms, end_ms) VALUES (?, ?, ?, NULL)",
       tag,
@@ -590,17 +805,29 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
    * in the outbox and the alarm retries them.
    */
   private async flushRefDeltas(): Promise<void> {
+    // In insertion order (rowid), so a blob's deltas reach its shard in the order they were
+    // committed: a -1 never overtakes the +1 before it (docs/garbage-collection.md).
     const pending = this.sql
-      .exec<{ id: string; digest: string; delta: number }>(
-        "SELECT id, digest, delta FROM ref_outbox ORDER BY created_at LIMIT 1000",
-      )
+      .exec<{
+        id: string;
+        digest: string;
+        delta: number;
+        kind: "ref" | "link";
+        undoes: string | null;
+      }>("SELECT id, digest, delta, kind, undoes FROM ref_outbox ORDER BY rowid LIMIT 1000")
       .toArray();
     if (pending.length === 0) return;
     const byShard = new Map<string, RefDelta[]>();
     for (const row of pending) {
       const shard = blobRefShardName(row.digest);
       const list = byShard.get(shard) ?? [];
-      list.push({ id: row.id, digest: row.digest as Digest, delta: row.delta as 1 | -1 });
+      list.push({
+        id: row.id,
+        digest: row.digest as Digest,
+        delta: row.delta as 1 | -1,
+        kind: row.kind,
+        ...(row.undoes !== null ? { undoes: row.undoes } : {}),
+      });
       byShard.set(shard, list);
     }
     let failed = false;
@@ -618,6 +845,45 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     );
     if (failed) await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
     else if (pending.length === 1000) await this.flushRefDeltas();
+  }
+
+  /**
+   * Delivers committed quota deltas (queued by the manifest_refs triggers) to the namespace's
+   * NamespaceObject, oldest first, each with an id it remembers: a retry after a lost answer is
+   * applied once, and what is not delivered stays for the alarm. The namespace comes from the
+   * object's own name (ctx.id.name: it is always reached by getByName), so it is known even in
+   * the alarm and after deleteAll emptied the meta table.
+   */
+  private async flushQuotaDeltas(): Promise<void> {
+    const pending = this.sql
+      .exec<{ seq: number; id: string; digest: string; size: number; delta: number }>(
+        "SELECT seq, id, digest, size, delta FROM quota_outbox ORDER BY seq LIMIT 1000",
+      )
+      .toArray();
+    if (pending.length === 0) return;
+    const repository = this.ctx.id.name;
+    if (repository === undefined) {
+      console.error("quota deltas kept: this repository object was not reached by name");
+      return;
+    }
+    const namespace = namespaceObjectName(namespaceOfRepository(repository));
+    try {
+      await this.env.NAMESPACE.getByName(namespace).applyDeltas(
+        pending.map((row) => ({
+          id: row.id,
+          digest: row.digest as Digest,
+          size: row.size,
+          delta: row.delta as 1 | -1,
+        })),
+      );
+    } catch (error) {
+      console.error(`quota deltas for ${namespace} not delivered, will retry`, error);
+      await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);
+      return;
+    }
+    // Sequence numbers only grow, so every row up to the last one sent was in this batch.
+    this.sql.exec("DELETE FROM quota_outbox WHERE seq <= ?", pending.at(-1)!.seq);
+    if (pending.length === 1000) await this.flushQuotaDeltas();
   }
 
   private async flushPulls(): Promise<void> {

@@ -7,6 +7,13 @@
 //                               the key was chosen and R2 cannot rename; BlobRefObject maps
 //                               digest → {region, key} and is the only way to find a blob.
 //
+//   build-logs/<build-id>.jsonl a finished build's log, one JSON line per log line
+//                               ({seq, at, stream, text}), archived once by its BuildObject.
+//
+//   build-sources/<build-id>    the upload of a manual build (a Dockerfile, or a tar or tar.gz
+//                               context), written once by the API before the build is queued;
+//                               fleet hosts fetch it through the fleet API, never from R2.
+//
 // Manifests are not in R2: their bytes live in the RepositoryObject that owns them, so that a
 // pull by tag is answered by one Durable Object call (see ARCHITECTURE notes in the README).
 
@@ -20,3 +27,13 @@ export function blobObjectKey(writeId: string): string {
 
 /** Region of the one bucket bound today; replication to more regions comes later. */
 export const PRIMARY_REGION = "primary";
+
+/** The archived log of a finished build (JSON Lines). */
+export function buildLogKey(buildId: string): string {
+  return `build-logs/${buildId}.jsonl`;
+}
+
+/** The uploaded source (Dockerfile or context archive) of a manual build. */
+export function buildSourceKey(buildId: string): string {
+  return `build-sources/${buildId}`;
+}

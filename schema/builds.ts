@@ -129,3 +129,28 @@ export const FLEET_LEASE_MS = 15_000;
 export const FLEET_HEARTBEAT_MS = 5_000;
 /** Attempts of one build before it is marked failed. */
 export const MAX_BUILD_ATTEMPTS = 3;
+
+/**
+ * How long a build may run on a host, and so how long its build token lives: an attempt still
+ * running after this is stopped and the build fails.
+ */
+export const BUILD_TIMEOUT_MS = 3_600_000;
+/** Limits of one `log` message and of a build's whole log (lines beyond are dropped, noted once). */
+export const MAX_LOG_LINES_PER_MESSAGE = 1_000;
+export const MAX_LOG_LINE_CHARS = 8_192;
+export const MAX_BUILD_LOG_BYTES = 16 * 1024 * 1024;
+
+/** A stored log line: its sequence number (1, 2, …) orders it within the build. */
+export interface BuildLogEntry extends BuildLogLine {
+  seq: number;
+}
+
+/**
+ * What a log watcher receives (`GET /api/v1/repositories/<name>/builds/<id>/logs?follow=1&after=N`
+ * with `Upgrade: websocket`): first the stored lines after `N` and the phases so far, then live
+ * ones, and `end` once the build has finished, after which the server closes the socket (1000).
+ */
+export type BuildWatchMessage =
+  | { type: "lines"; lines: BuildLogEntry[] }
+  | { type: "phase"; phase: BuildPhase; at: number; attempt: number; detail?: string }
+  | { type: "end"; phase: BuildPhase; digest?: string; error?: string };

@@ -60,6 +60,8 @@ export interface PutManifestInput {
   artifactType?: string;
   annotations?: Record<string, string>;
   tag?: string;
+  /** From the image's `quay.expires-after` label: the new tag lifetime ends this long after. */
+  tagExpiresInMs?: number;
 }
 
 export interface RefDelta {
@@ -67,11 +69,48 @@ export interface RefDelta {
   id: string;
   digest: Digest;
   delta: 1 | -1;
+  /** What is counted: a manifest's reference ("ref", the default) or a repository's link. */
+  kind?: "ref" | "link";
+  /**
+   * Set on a compensation: the id of a link claim whose link was never committed. The shard
+   * takes its +1 back if it applied it, and otherwise refuses it forever.
+   */
+  undoes?: string;
 }
 
 export interface BlobRecord {
   digest: Digest;
   size: number;
+  /** Manifests (one per repository manifest) that list the blob. */
   refcount: number;
+  /** Repositories the blob is linked to (readable through). */
+  links: number;
+  /** When nothing counts it any more: the time from which it may be swept; else null. */
+  collectableAt: number | null;
   copies: { region: string; key: string }[];
 }
+
+/** A change in how many repositories of a namespace reference a blob (NamespaceObject). */
+export interface QuotaDelta {
+  /** Unique so a retried delivery is applied once. */
+  id: string;
+  digest: Digest;
+  /** The blob's size; carried by every delta so the namespace never has to look it up. */
+  size: number;
+  delta: 1 | -1;
+}
+
+/** A namespace's storage usage and limits, as the management API shows them. */
+export interface QuotaView {
+  usageBytes: number;
+  /** Null when the namespace has no hard limit. */
+  limitBytes: number | null;
+  warningPercent: number;
+  /** Distinct blobs counted in `usageBytes`. */
+  blobs: number;
+}
+
+/** Whether the namespace admits new bytes; when not, the numbers for the refusal message. */
+export type QuotaAdmission =
+  | { admitted: true }
+  | { admitted: false; usageBytes: number; limitBytes: number; newBytes: number };

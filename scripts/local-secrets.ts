@@ -50,6 +50,18 @@ export const LOCAL_SECRETS: readonly SecretSpec[] = [
       "EC P-256 private JWK that signs registry tokens (ES256); the public half is the JWKS.",
     generate: generateSigningJwk,
   },
+  {
+    name: "WEBHOOK_SECRET_KEY",
+    comment:
+      "AES-256-GCM key sealing build triggers' webhook secrets (32 random bytes, hex); shared by the registry and hooks Workers.",
+    generate: () => randomBytes(32).toString("hex"),
+  },
+  {
+    name: "FLEET_CREDENTIAL",
+    comment:
+      "Bootstrap credential of build-fleet hosts (Authorization: Bearer on /fleet/v1/connect); the local fleet host uses it.",
+    generate: () => `erf_${randomBytes(32).toString("base64url")}`,
+  },
 ];
 
 /** A fresh EC P-256 private key as a JWK on one line. */

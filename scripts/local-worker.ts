@@ -116,6 +116,21 @@ export interface WorkerLogLine {
   message: string;
 }
 
+/**
+ * Another Worker in the same Miniflare instance (the hooks Worker): D1 databases, queues and R2
+ * buckets with the same ids are shared with the main Worker, as they are in production. It
+ * listens on its own socket, straight to the Worker (no entry worker in front).
+ */
+export interface CompanionWorker {
+  worker: WranglerWorker;
+  modules: BundledModule[];
+  /** Added to (and overriding) its wrangler.toml `[vars]`. */
+  bindings: Record<string, string>;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+}
+
 export interface LocalWorkerOptions {
   worker: WranglerWorker;
   modules: BundledModule[];
@@ -129,6 +144,7 @@ export interface LocalWorkerOptions {
   onLog: (line: WorkerLogLine) => void;
   /** One line per request, via Miniflare; costs a loopback call to Node per request. */
   logRequests?: boolean;
+  companions?: CompanionWorker[];
 }
 
 export interface LocalWorker {
@@ -141,6 +157,8 @@ export interface LocalWorker {
    * `npm run bench`). Absent when request logging is on, which lives in the entry worker.
    */
   directUrl?: URL;
+  /** Each companion's socket, in the order given. */
+  companionUrls: URL[];
 }
 
 export async function startLocalWorker(options: LocalWorkerOptions): Promise<LocalWorker> {
@@ -149,6 +167,7 @@ export async function startLocalWorker(options: LocalWorkerOptions): Promise<Loc
   const { workerOptions, externalWorkers } = options.worker.miniflare;
   // Miniflare 5 takes an explicit module list instead of rules; the rules were applied above.
   const { modulesRules: _rules, bindings, ...rest } = workerOptions;
+  const companions = options.companions ?? [];
   const mf = new Miniflare(
     convertV4MiniflareOptions({
       host: options.host,
@@ -171,18 +190,34 @@ export async function startLocalWorker(options: LocalWorkerOptions): Promise<Loc
           // (wrangler types these options with Omit<> over an index signature: all `unknown`.)
           bindings: { ...(bindings as Record<string, string> | undefined), ...options.bindings },
         },
+        ...companions.map(companionOptions),
         ...externalWorkers,
       ],
     }),
   );
   try {
     const url = await mf.ready;
-    if (options.logRequests) return { mf, url };
-    return { mf, url, directUrl: await mf.unsafeGetDirectURL() };
+    const companionUrls = await Promise.all(
+      companions.map((companion) => mf.unsafeGetDirectURL(companion.worker.config.name)),
+    );
+    if (options.logRequests) return { mf, url, companionUrls };
+    return { mf, url, directUrl: await mf.unsafeGetDirectURL(), companionUrls };
   } catch (error) {
     await mf.dispose().catch(() => {});
     throw error;
   }
+}
+
+function companionOptions(companion: CompanionWorker) {
+  const { modulesRules: _rules, bindings, ...rest } = companion.worker.miniflare.workerOptions;
+  return {
+    ...rest,
+    name: companion.worker.config.name,
+    modulesRoot: path.dirname(companion.modules[0]!.path),
+    modules: companion.modules,
+    unsafeDirectSockets: [{ host: companion.host, port: companion.port }],
+    bindings: { ...(bindings as Record<string, string> | undefined), ...companion.bindings },
+  };
 }
 
 // Miniflare kills workerd when Node exits normally or on a signal it handles, but a Node killed

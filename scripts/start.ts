@@ -1,6 +1,7 @@
 // `npm start`: the embedded default. The registry Worker on workerd with persisted local state.
 //
 //   PORT (8787), HOST (127.0.0.1)        where the registry listens
+//   HOOKS_PORT (PORT + 1; 0: any free)   where the hooks Worker (git webhooks) listens
 //   REGISTRY_STATE_DIR (.registry/state) D1, Durable Object SQLite, R2, the Worker bundle
 //   REGISTRY_ADMIN_USER / _PASSWORD      override the configured admin / generated password
 //   REGISTRY_LOG_REQUESTS=1              one log line per request (slower)
@@ -25,9 +26,11 @@ import { ensureLocalSecrets } from "./local-secrets.ts";
 import type { LocalWorker, WorkerLogLine } from "./local-worker.ts";
 
 const READY_PREFIX = "registry listening on ";
+const HOOKS_PREFIX = "hooks listening on ";
 
 const repoRoot = path.resolve(import.meta.dirname, "..");
 const configPath = path.join(repoRoot, "wrangler.toml");
+const hooksConfigPath = path.join(repoRoot, "workers", "hooks", "wrangler.toml");
 const defaultStateDir = path.join(repoRoot, ".registry", "state");
 const stateDir = path.resolve(process.env.REGISTRY_STATE_DIR || defaultStateDir);
 // With the default state folder the secrets go to the repo's `.dev.vars`, which `wrangler dev`
@@ -38,6 +41,12 @@ const secretsFile =
     : path.join(stateDir, ".dev.vars");
 const host = process.env.HOST || "127.0.0.1";
 const port = parsePort(process.env.PORT);
+const hooksPort =
+  process.env.HOOKS_PORT !== undefined && process.env.HOOKS_PORT !== ""
+    ? parsePort(process.env.HOOKS_PORT, "HOOKS_PORT")
+    : port === 0 || port === 65535
+      ? 0
+      : port + 1;
 const useFrontDoor = process.env.REGISTRY_FRONT_DOOR !== "off";
 const logRequests = process.env.REGISTRY_LOG_REQUESTS === "1";
 const pidFile = path.join(stateDir, "registry.pid");
@@ -95,13 +104,17 @@ async function main(): Promise<void> {
 
   const secrets = await ensureLocalSecrets(secretsFile);
   const wrangler = readWranglerWorker(configPath);
+  const hooks = readWranglerWorker(hooksConfigPath);
   const { config } = wrangler;
   const adminUser =
     process.env.REGISTRY_ADMIN_USER || (config.vars.REGISTRY_ADMIN_USER as string) || "admin";
   const adminPassword =
     process.env.REGISTRY_ADMIN_PASSWORD || secrets.values.REGISTRY_ADMIN_PASSWORD!;
 
-  const modules = await bundleWorker(wrangler, path.join(stateDir, "bundle"));
+  const [modules, hooksModules] = await Promise.all([
+    bundleWorker(wrangler, path.join(stateDir, "bundle")),
+    bundleWorker(hooks, path.join(stateDir, "bundle-hooks")),
+  ]);
   toSource = sourceMapper(modules);
   worker = await startLocalWorker({
     worker: wrangler,
@@ -116,6 +129,16 @@ async function main(): Promise<void> {
     },
     onLog: printWorkerLog,
     logRequests,
+    // The hooks Worker shares D1 and the queues with the registry, as in production.
+    companions: [
+      {
+        worker: hooks,
+        modules: hooksModules,
+        bindings: { WEBHOOK_SECRET_KEY: secrets.values.WEBHOOK_SECRET_KEY! },
+        host,
+        port: hooksPort,
+      },
+    ],
   })
     .then((started) => {
       keepOnlyOurSignalHandlers();
@@ -123,11 +146,14 @@ async function main(): Promise<void> {
     })
     .catch((error: unknown) => {
       const code = (error as { cause?: { code?: string } }).cause?.code;
-      if (
-        !useFrontDoor &&
-        (code === "EADDRINUSE" || String(error).includes("Address already in use"))
-      )
-        throw new PortInUseError(host, port);
+      if (code === "EADDRINUSE" || String(error).includes("Address already in use")) {
+        // The registry's own port is the front door's, already ours, unless it is off.
+        if (!useFrontDoor) throw new PortInUseError(host, port);
+        throw new StartError(
+          `the registry or the hooks port (HOOKS_PORT=${hooksPort}) is in use; ` +
+            `pick another: HOOKS_PORT=0 npm start`,
+        );
+      }
       throw error;
     });
 
@@ -152,6 +178,7 @@ async function main(): Promise<void> {
   await waitUntilAnswering(`${url}/v2/`);
 
   const hostPort = url.slice("http://".length);
+  const hooksUrl = displayUrl(worker.companionUrls[0]!, displayHost);
   const secretsNote = secrets.created.length > 0 ? "generated" : "kept";
   console.log(
     [
@@ -162,6 +189,7 @@ async function main(): Promise<void> {
       `  admin      ${adminUser} / ${adminPassword}`,
       `  log in     skopeo login --tls-verify=false -u ${adminUser} ${hostPort}`,
       `             docker login ${hostPort}   (Docker allows plain HTTP for 127.0.0.0/8)`,
+      `  hooks      ${hooksUrl}/hooks/{github|gitlab|generic}/<trigger id>`,
       `  state      ${displayPath(stateDir)}`,
       `  secrets    ${displayPath(secretsFile)} (${secretsNote})`,
       "",
@@ -169,7 +197,8 @@ async function main(): Promise<void> {
       "",
     ].join("\n"),
   );
-  // The one machine-readable line: tests and scripts wait for it.
+  // The machine-readable lines: tests and scripts wait for the last one.
+  console.log(`${HOOKS_PREFIX}${hooksUrl}`);
   console.log(`${READY_PREFIX}${url}`);
 }
 
@@ -276,11 +305,16 @@ function releaseStateDir(): void {
   } catch {}
 }
 
-function parsePort(value: string | undefined): number {
+/** `http://<host shown to users>:<port of url>`. */
+function displayUrl(url: URL, displayHost: string): string {
+  return `http://${displayHost.includes(":") ? `[${displayHost}]` : displayHost}:${url.port}`;
+}
+
+function parsePort(value: string | undefined, name = "PORT"): number {
   if (value === undefined || value === "") return 8787;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
-    console.error(`error: PORT must be a number from 0 to 65535, got ${JSON.stringify(value)}`);
+    console.error(`error: ${name} must be a number from 0 to 65535, got ${JSON.stringify(value)}`);
     process.exit(1);
   }
   return n;

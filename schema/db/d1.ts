@@ -3,6 +3,7 @@
 // new repositories of an organization, and the audit log.
 import { sql } from "drizzle-orm";
 import {
+  check,
   index,
   integer,
   primaryKey,
@@ -10,6 +11,7 @@ import {
   text,
   uniqueIndex,
 } from "drizzle-orm/sqlite-core";
+import { BUILD_TRIGGER_PROVIDERS, type RefFilter } from "../build-triggers.ts";
 
 const createdAt = () =>
   integer("created_at", { mode: "timestamp_ms" })
@@ -165,7 +167,9 @@ export const auditLog = sqliteTable(
     kind: text("kind").notNull(),
     namespace: text("namespace"),
     repository: text("repository"),
-    actorKind: text("actor_kind", { enum: ["user", "robot", "token", "anonymous", "build"] }),
+    actorKind: text("actor_kind", {
+      enum: ["user", "robot", "token", "anonymous", "build", "system"],
+    }),
     actor: text("actor"),
     clientIp: text("client_ip"),
     /** Deduplicates redelivered queue messages. */
@@ -190,3 +194,168 @@ export const pullCounts = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.repository, t.day] })],
 );
+
+/**
+ * Build triggers: a git repository whose pushes build an image into `repository` (see
+ * schema/build-triggers.ts for the ref filter and tag template grammar). The webhook secret is
+ * stored sealed (AES-GCM, workers/registry/services/webhook-secrets.ts): the hooks Worker needs it
+ * back as an HMAC key, so it cannot be a hash.
+ */
+export const buildTriggers = sqliteTable(
+  "build_triggers",
+  {
+    id: text("id").primaryKey(),
+    repository: text("repository")
+      .notNull()
+      .references(() => repositories.name, { onDelete: "cascade" }),
+    provider: text("provider", { enum: BUILD_TRIGGER_PROVIDERS }).notNull(),
+    cloneUrl: text("clone_url").notNull(),
+    dockerfilePath: text("dockerfile_path").notNull(),
+    contextDir: text("context_dir").notNull(),
+    refFilter: text("ref_filter", { mode: "json" }).$type<RefFilter>().notNull(),
+    tagTemplates: text("tag_templates", { mode: "json" }).$type<string[]>().notNull(),
+    /** Used by `@default` templates when the push does not name its default branch. */
+    defaultBranch: text("default_branch"),
+    enabled: integer("enabled", { mode: "boolean" }).notNull().default(true),
+    secretSealed: text("secret_sealed").notNull(),
+    /** The administrator who last configured it: webhook builds pull with their rights. */
+    ownerId: text("owner_id").references(() => users.id, { onDelete: "set null" }),
+    createdAt: createdAt(),
+    updatedAt: integer("updated_at", { mode: "timestamp_ms" }).notNull(),
+  },
+  (t) => [index("build_triggers_repository").on(t.repository, t.id)],
+);
+
+/** Webhook deliveries seen per trigger, so a replayed delivery id is refused until it expires. */
+export const hookDeliveries = sqliteTable(
+  "hook_deliveries",
+  {
+    triggerId: text("trigger_id")
+      .notNull()
+      .references(() => buildTriggers.id, { onDelete: "cascade" }),
+    deliveryId: text("delivery_id").notNull(),
+    receivedAt: integer("received_at", { mode: "timestamp_ms" }).notNull(),
+    expiresAt: integer("expires_at", { mode: "timestamp_ms" }).notNull(),
+    /** The build the delivery requested; null when it was ignored (filter, deletion, ping). */
+    buildId: text("build_id"),
+  },
+  (t) => [
+    primaryKey({ columns: [t.triggerId, t.deliveryId] }),
+    index("hook_deliveries_expires").on(t.expiresAt),
+  ],
+);
+
+/**
+ * Builds, newest first per repository: the registry-wide index the builds API lists. Written
+ * once by the `builds` queue consumer (idempotent by id); the build's BuildObject owns its live
+ * state (phases, logs) and mirrors phase, attempts, host, digest and error here.
+ */
+export const builds = sqliteTable(
+  "builds",
+  {
+    id: text("id").primaryKey(),
+    repository: text("repository")
+      .notNull()
+      .references(() => repositories.name, { onDelete: "cascade" }),
+    triggerId: text("trigger_id"),
+    /** schema/builds.ts BuildPhase. */
+    phase: text("phase").notNull(),
+    /** schema/builds.ts BuildSource. */
+    source: text("source", { mode: "json" }).notNull(),
+    dockerfilePath: text("dockerfile_path").notNull(),
+    contextDir: text("context_dir").notNull(),
+    tags: text("tags", { mode: "json" }).$type<string[]>().notNull(),
+    /** schema/events.ts EventActor: whose pull rights the build has. */
+    requestedBy: text("requested_by", { mode: "json" }).notNull(),
+    queuedAt: integer("queued_at", { mode: "timestamp_ms" }).notNull(),
+    startedAt: integer("started_at", { mode: "timestamp_ms" }),
+    finishedAt: integer("finished_at", { mode: "timestamp_ms" }),
+    /** Fleet hosts the build was dispatched to. */
+    attempts: integer("attempts").notNull().default(0),
+    digest: text("digest"),
+    error: text("error"),
+    /** The fleet host of the latest attempt. */
+    host: text("host"),
+  },
+  (t) => [index("builds_repository_queued").on(t.repository, t.queuedAt, t.id)],
+);
+
+/**
+ * Credentials fleet hosts connect with (`Authorization: Bearer erf_…` on /fleet/v1/connect):
+ * made by superusers, shown once, stored as a SHA-256 hash, revoked by stamping `revokedAt`.
+ */
+export const fleetCredentials = sqliteTable("fleet_credentials", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  tokenHash: text("token_hash").notNull().unique(),
+  createdBy: text("created_by").references(() => users.id, { onDelete: "set null" }),
+  createdAt: createdAt(),
+  lastUsedAt: integer("last_used_at", { mode: "timestamp_ms" }),
+  revokedAt: integer("revoked_at", { mode: "timestamp_ms" }),
+});
+
+// ---- tag lifecycle policy (services/lifecycle-policy.ts pushes the effective policy of each
+// repository into its RepositoryObject; D1 is the source of truth) --------------------------
+
+/** A namespace's time machine window: how long ended tag lifetimes stay restorable. */
+export const tagRetention = sqliteTable("tag_retention", {
+  namespace: text("namespace")
+    .primaryKey()
+    .references(() => namespaces.name, { onDelete: "cascade" }),
+  retentionSeconds: integer("retention_seconds").notNull(),
+  updatedAt: integer("updated_at", { mode: "timestamp_ms" }).notNull(),
+});
+
+/**
+ * Immutable tag patterns (schema/lifecycle.ts: SQLite GLOB syntax), for every repository of a
+ * namespace or for one repository: exactly one of the two is set.
+ */
+export const immutabilityRules = sqliteTable(
+  "immutability_rules",
+  {
+    id: text("id").primaryKey(),
+    namespace: text("namespace").references(() => namespaces.name, { onDelete: "cascade" }),
+    repository: text("repository").references(() => repositories.name, { onDelete: "cascade" }),
+    tagPattern: text("tag_pattern").notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex("immutability_rules_namespace").on(t.namespace, t.tagPattern),
+    uniqueIndex("immutability_rules_repository").on(t.repository, t.tagPattern),
+    check("immutability_rules_scope", sql`(namespace IS NULL) <> (repository IS NULL)`),
+  ],
+);
+
+export const PRUNE_METHODS = ["keep-count", "older-than"] as const;
+export type PruneMethod = (typeof PRUNE_METHODS)[number];
+
+/**
+ * Auto-prune policies, for every repository of a namespace or for one repository. `value` is
+ * the number of tags kept (keep-count) or the age in seconds (older-than).
+ */
+export const prunePolicies = sqliteTable(
+  "prune_policies",
+  {
+    id: text("id").primaryKey(),
+    namespace: text("namespace").references(() => namespaces.name, { onDelete: "cascade" }),
+    repository: text("repository").references(() => repositories.name, { onDelete: "cascade" }),
+    method: text("method", { enum: PRUNE_METHODS }).notNull(),
+    value: integer("value").notNull(),
+    tagPattern: text("tag_pattern"),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    index("prune_policies_namespace").on(t.namespace),
+    index("prune_policies_repository").on(t.repository),
+    check("prune_policies_scope", sql`(namespace IS NULL) <> (repository IS NULL)`),
+  ],
+);
+
+/**
+ * One row: bumped in the same transaction as every lifecycle policy change and read with the
+ * policy, so a RepositoryObject can tell a newer policy from a late older one.
+ */
+export const lifecycleRevision = sqliteTable("lifecycle_revision", {
+  id: integer("id").primaryKey(),
+  revision: integer("revision").notNull(),
+});

@@ -19,6 +19,8 @@ export interface Descriptor {
 
 export interface ParsedManifest {
   mediaType: string;
+  /** An image manifest's config descriptor (also the first of `blobs`). */
+  config?: Descriptor;
   /** Blobs the manifest needs in the repository: config and layers (foreign layers excluded). */
   blobs: Descriptor[];
   /** Manifests an index needs in the repository. */
@@ -96,6 +98,7 @@ function parseImage(json: Record<string, unknown>, mediaType: string): ParsedMan
   const blobs = [config, ...layers.filter((layer) => !isForeignLayer(layer.mediaType))];
   return withCommon(json, {
     mediaType,
+    config,
     blobs,
     children: [],
     // image-spec: an absent or empty artifactType falls back to the config media type.

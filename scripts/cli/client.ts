@@ -25,6 +25,11 @@ export class ApiClient {
     this.#fetch = fetchImpl;
   }
 
+  /** The Authorization header this client sends (for connections it does not make itself). */
+  get authorization(): string | undefined {
+    return this.#authorization;
+  }
+
   get<T>(path: string, query?: Query): Promise<T> {
     return this.request<T>("GET", path, query ? { query } : {});
   }

@@ -2,10 +2,12 @@
 // few /api/v1 calls (see workers/registry/api/*.ts for the endpoints), then prints the answer.
 import { oneOf } from "./args.ts";
 import { type Command, type CommandContext, listAll, pathOf } from "./context.ts";
+import { buildCommands } from "./builds.ts";
 import { CliError, EXIT, UsageError } from "./errors.ts";
 import { loginCommand, logoutCommand, readNewPassword, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";
 import { type Column, details, formatTime, listOrEmpty } from "./output.ts";
+import { quotaCommand } from "./quota.ts";
 
 const TEAM_ROLES = ["member", "creator", "admin"] as const;
 const PERMISSION_ROLES = ["read", "write", "admin"] as const;
@@ -709,4 +711,6 @@ export const COMMANDS: readonly Command[] = [
   ...tokenCommands,
   ...userCommands,
   logsCommand,
+  ...buildCommands,
+  quotaCommand,
 ];

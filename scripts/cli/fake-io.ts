@@ -3,7 +3,7 @@
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type { Io } from "./io.ts";
+import type { Io, WebSocketLike } from "./io.ts";
 
 export interface RecordedRequest {
   method: string;
@@ -25,6 +25,20 @@ export interface FakeIo {
   /** The folder XDG_CONFIG_HOME points at. */
   configHome: string;
   controller: AbortController;
+  /** Every WebSocket a command opened, in order. */
+  sockets: FakeSocket[];
+  /** Plays the server's side of each WebSocket opened (after the command's listeners are set). */
+  onWebSocket?: (socket: FakeSocket) => void;
+}
+
+/** The server's side of a fake WebSocket. */
+export interface FakeSocket {
+  url: string;
+  headers: Record<string, string>;
+  send(message: unknown): void;
+  close(code?: number, reason?: string): void;
+  /** The code the client closed with, if it did. */
+  closedByClient: number | null;
 }
 
 export function jsonResponse(body: unknown, status = 200): Response {
@@ -58,6 +72,7 @@ export function fakeIo(
     requests: [],
     configHome,
     controller,
+    sockets: [],
     answer(method, pathname, answer) {
       answers.set(`${method} ${pathname}`, answer);
     },
@@ -96,6 +111,7 @@ export function fakeIo(
     now: () => options.now ?? Date.UTC(2026, 0, 15, 12, 0, 0),
     sleep: async () => options.onSleep?.(fake),
     signal: controller.signal,
+    openWebSocket: (url, headers) => fakeWebSocket(fake, url, headers),
   };
   return fake;
 }
@@ -106,4 +122,40 @@ export function out(fake: FakeIo): string {
 }
 export function err(fake: FakeIo): string {
   return fake.stderr.join("\n");
+}
+
+function fakeWebSocket(fake: FakeIo, url: string, headers: Record<string, string>): WebSocketLike {
+  const listeners = new Map<string, ((event: never) => void)[]>();
+  const emit = (type: string, event: unknown) => {
+    for (const listener of listeners.get(type) ?? []) listener(event as never);
+  };
+  let open = true;
+  const socket: FakeSocket = {
+    url,
+    headers,
+    closedByClient: null,
+    send: (message) => {
+      if (open) emit("message", { data: JSON.stringify(message) });
+    },
+    close: (code = 1000, reason = "") => {
+      if (!open) return;
+      open = false;
+      emit("close", { code, reason });
+    },
+  };
+  fake.sockets.push(socket);
+  // The server speaks once the command has attached its listeners.
+  setTimeout(() => {
+    emit("open", {});
+    fake.onWebSocket?.(socket);
+  }, 0);
+  return {
+    addEventListener(type: string, listener: (event: never) => void) {
+      listeners.set(type, [...(listeners.get(type) ?? []), listener]);
+    },
+    close(code = 1000) {
+      socket.closedByClient = code;
+      socket.close(code, "client closed");
+    },
+  } as WebSocketLike;
 }

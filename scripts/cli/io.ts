@@ -22,6 +22,20 @@ export interface Io {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
   /** Aborted on Ctrl-C, so `logs --follow` ends cleanly. */
   signal?: AbortSignal;
+  /** A WebSocket with request headers (Node's WebSocket takes them): `logs <repo> <id> -f`. */
+  openWebSocket(url: string, headers: Record<string, string>): WebSocketLike;
+}
+
+/** The part of a WebSocket the CLI uses. */
+export interface WebSocketLike {
+  addEventListener(type: "open", listener: () => void): void;
+  addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
+  addEventListener(
+    type: "close",
+    listener: (event: { code: number; reason: string }) => void,
+  ): void;
+  addEventListener(type: "error", listener: (event: unknown) => void): void;
+  close(code?: number, reason?: string): void;
 }
 
 export function processIo(signal?: AbortSignal): Io {
@@ -47,6 +61,14 @@ export function processIo(signal?: AbortSignal): Io {
         abort?.addEventListener("abort", done, { once: true });
       }),
     ...(signal ? { signal } : {}),
+    openWebSocket: (url, headers) =>
+      // Node's WebSocket (undici) takes request headers as a second-argument option.
+      new (
+        WebSocket as unknown as new (
+          url: string,
+          options: { headers: Record<string, string> },
+        ) => WebSocketLike
+      )(url, { headers }),
   };
 }
 

@@ -1,8 +1,10 @@
 // `logs`: one page of the audit log (newest first, `--cursor` for the next), or `--follow`, which
-// polls and prints new entries oldest first as they arrive, like `tail -f`.
+// polls and prints new entries oldest first as they arrive, like `tail -f`. Given a repository
+// and a build id, a build's log instead (builds.ts).
 //
 // Entries reach the log through the event queue, so one can land after a newer one: --follow
 // therefore re-reads a trailing window (LATE_WINDOW_MS) on every poll and skips ids it printed.
+import { buildLogs } from "./builds.ts";
 import type { Query } from "./client.ts";
 import type { Command, CommandContext } from "./context.ts";
 import { UsageError } from "./errors.ts";
@@ -105,8 +107,9 @@ export function logQuery(ctx: CommandContext): Query {
 
 export const logsCommand: Command = {
   path: ["logs"],
-  args: [],
-  summary: "read the audit log (newest first), or --follow it",
+  args: ["repository?", "build-id?"],
+  summary:
+    "read the audit log (newest first), or a build's log (`logs <repo> <build-id>`); --follow",
   options: {
     namespace: { type: "string", value: "ns", description: "only this namespace" },
     repository: { type: "string", value: "name", description: "only this repository" },
@@ -141,6 +144,8 @@ export const logsCommand: Command = {
     },
   },
   async run(ctx) {
+    const repository = ctx.optionalArg("repository");
+    if (repository !== undefined) return buildLog(ctx, repository);
     const query = logQuery(ctx);
     if (ctx.flag("follow")) return follow(ctx, query);
     const page = await (await ctx.client()).get<LogPage>("/logs", query);
@@ -152,6 +157,32 @@ export const logsCommand: Command = {
     if (page.next_cursor) ctx.io.stderr(`more entries: add --cursor ${page.next_cursor}`);
   },
 };
+
+/** `logs <repo> <build-id> [--follow]`: a build's log (builds.ts); audit filters do not apply. */
+function buildLog(ctx: CommandContext, repository: string): Promise<void> {
+  const buildId = ctx.optionalArg("build-id");
+  if (buildId === undefined) {
+    throw new UsageError(
+      "a build's log is `logs <repository> <build-id>` (see `builds <repository>`)",
+    );
+  }
+  const auditOnly = [
+    "namespace",
+    "repository",
+    "kind",
+    "actor",
+    "since",
+    "until",
+    "limit",
+    "cursor",
+    "interval",
+  ];
+  const given = auditOnly.filter((name) => ctx.parsed.options[name] !== undefined);
+  if (given.length > 0) {
+    throw new UsageError(`--${given[0]} filters the audit log, not a build's log`);
+  }
+  return buildLogs(ctx, repository, buildId, ctx.flag("follow"));
+}
 
 async function follow(ctx: CommandContext, query: Query): Promise<void> {
   if (query.until !== undefined || query.cursor !== undefined) {

@@ -49,7 +49,13 @@ export type As = TestUser | { authorization: string } | undefined;
 export async function call(
   method: string,
   path: string,
-  options: { as?: As; body?: unknown; headers?: Record<string, string> } = {},
+  options: {
+    as?: As;
+    body?: unknown;
+    /** Sent as is, instead of `body` as JSON (set its Content-Type in `headers`). */
+    raw?: BodyInit;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<Response> {
   const headers = new Headers(options.headers);
   if (options.as && "authorization" in options.as) {
@@ -57,7 +63,7 @@ export async function call(
   } else if (options.as) {
     headers.set("Authorization", `Bearer ${options.as.token}`);
   }
-  let body: string | undefined;
+  let body: BodyInit | undefined = options.raw;
   if (options.body !== undefined) {
     body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
     headers.set("Content-Type", "application/json");

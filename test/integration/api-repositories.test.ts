@@ -5,6 +5,7 @@ import { env } from "cloudflare:test";
 import { eq } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
 import { beforeEach, describe, expect, it } from "vitest";
+import { blobRefShardName } from "../../durable-objects/blob-ref-object.ts";
 import { permissions, repositories } from "../../schema/db/d1.ts";
 import type { Digest } from "../../schema/oci/reference.ts";
 import { repositoryAccess } from "../../workers/registry/auth/access.ts";
@@ -293,11 +294,20 @@ const encoder = new TextEncoder();
 
 async function linkBlob(repo: string, bytes: Uint8Array) {
   const digest = (await sha256(bytes)) as Digest;
-  await env.REPOSITORY.getByName(repo).linkBlob({
+  // A link is counted at the blob's shard, which must know the copy (garbage collection).
+  const key = `test/${digest}`;
+  await env.BLOB_REF.getByName(blobRefShardName(digest)).registerCopy(
+    digest,
+    bytes.byteLength,
+    "primary",
+    key,
+  );
+  const linked = await env.REPOSITORY.getByName(repo).linkBlob({
     digest,
     size: bytes.byteLength,
-    key: `test/${digest}`,
+    key,
   });
+  expect(linked.ok).toBe(true);
   return { digest, size: bytes.byteLength };
 }
 

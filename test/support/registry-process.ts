@@ -17,6 +17,7 @@ const repoRoot = path.resolve(import.meta.dirname, "../..");
 const startScript = path.join(repoRoot, "scripts", "start.ts");
 const READY_LINE = /^registry listening on (http:\/\/\S+)$/m;
 const ADMIN_LINE = /^\s*admin\s+(\S+) \/ (\S+)$/m;
+const HOOKS_LINE = /^hooks listening on (http:\/\/\S+)$/m;
 
 export interface StartRegistryOptions {
   /** Default: a free loopback port. */
@@ -32,6 +33,8 @@ export interface StartRegistryOptions {
 export interface RunningRegistry {
   /** `http://127.0.0.1:<port>`, no trailing slash. */
   url: string;
+  /** The hooks Worker (`POST <hooksUrl>/hooks/<provider>/<trigger id>`), on a free port. */
+  hooksUrl: string;
   port: number;
   stateDir: string;
   adminUser: string;
@@ -53,6 +56,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       ...process.env,
       CLOUDFLARE_CF_FETCH_ENABLED: "false",
       WRANGLER_SEND_METRICS: "false",
+      // PORT + 1 (the default) may be another test registry's port.
+      HOOKS_PORT: "0",
       ...options.env,
       PORT: String(port),
       HOST: "127.0.0.1",
@@ -86,8 +91,11 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     const url = await waitForReady(child, () => output, exited, options.readyTimeoutMs ?? 120_000);
     const admin = ADMIN_LINE.exec(output);
     if (!admin) throw new Error(`no admin line in the registry banner:\n${output}`);
+    const hooks = HOOKS_LINE.exec(output);
+    if (!hooks) throw new Error(`no hooks line in the registry banner:\n${output}`);
     return {
       url,
+      hooksUrl: hooks[1]!,
       port,
       stateDir,
       adminUser: admin[1]!,

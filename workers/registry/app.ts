@@ -12,6 +12,7 @@ import { errorResponse } from "./http/errors.ts";
 import { blobContent } from "./routes/blob-content.ts";
 import { blobs } from "./routes/blobs.ts";
 import { catalog } from "./routes/catalog.ts";
+import { fleet } from "./routes/fleet.ts";
 import { manifests } from "./routes/manifests.ts";
 import { referrers } from "./routes/referrers.ts";
 import { tags } from "./routes/tags.ts";
@@ -39,7 +40,10 @@ app.use("/v2/*", async (c, next) => {
 
 const withTokenService: MiddlewareHandler<AppEnv> = async (c, next) => {
   const { DB: db, TOKEN_SIGNING_KEY: signingKey } = c.env;
-  c.set("tokens", new TokenService({ db, signingKey, service: serviceName(c.env) }));
+  c.set(
+    "tokens",
+    new TokenService({ db, signingKey, service: serviceName(c.env), builds: c.env.BUILD }),
+  );
   await next();
 };
 app.use("/v2/auth", withTokenService);
@@ -61,6 +65,7 @@ app.use("/v2/*", async (c, next) => {
     "services",
     registryServices(c.env, {
       principal: auth.principal,
+      ...(auth.actor ? { actor: auth.actor } : {}),
       events: c.var.events,
       ...clientIp(c.req.raw),
     }),
@@ -97,6 +102,8 @@ app.use(`/_blobs/*`, async (c, next) => {
   await next();
 });
 app.route("/", blobContent);
+// Build-fleet hosts: their WebSocket to the BuildCoordinator, and uploaded build sources.
+app.route("/", fleet);
 
 app.notFound((c) =>
   errorResponse(

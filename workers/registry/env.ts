@@ -1,5 +1,6 @@
 // The registry Worker's bindings (wrangler.toml) and the hono context type built on them.
 import type { ObjectEnv } from "../../durable-objects/env.ts";
+import type { BuildRequest } from "../../schema/builds.ts";
 import type { RegistryAuth } from "./auth/registry-auth.ts";
 import type { EventSink } from "./services/events.ts";
 import type { RegistryServices } from "./services/registry-services.ts";
@@ -23,6 +24,15 @@ export interface Env extends ObjectEnv {
   TOKEN_SIGNING_KEY: string;
   /** The token `service` (audience); defaults to "edge-registry". */
   REGISTRY_SERVICE?: string;
+  /** The `builds` queue: manual builds put their BuildRequest on it (so does the hooks Worker). */
+  BUILDS: Queue<BuildRequest>;
+  /**
+   * The bootstrap fleet credential (a secret): a fleet host may connect with it besides the
+   * credentials superusers create. `npm start` generates one into `.dev.vars`.
+   */
+  FLEET_CREDENTIAL?: string;
+  /** 64 hex characters: the AES-256-GCM key sealing webhook secrets (the hooks Worker has it too). */
+  WEBHOOK_SECRET_KEY: string;
 }
 
 export interface AppEnv {

@@ -4,8 +4,12 @@
 // slower TrieRouter. repositories.ts owns the `:name{.+}` routes and asks this table first; each
 // feature exports its own `RepositorySubroute[]` from its own file and is listed once here.
 import { pullSubroutes } from "./audit-logs.ts";
+import { buildSubroutes } from "./builds.ts";
 import type { ApiContext } from "./context.ts";
+import { manualBuildSubroutes } from "./manual-builds.ts";
 import { permissionSubroutes } from "./permissions.ts";
+import { tagLifecycleSubroutes } from "./tag-lifecycle.ts";
+import { triggerSubroutes } from "./triggers.ts";
 
 export type SubrouteMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -16,7 +20,14 @@ export interface RepositorySubroute {
   handle(c: ApiContext, match: RegExpExecArray): Promise<Response>;
 }
 
-const SUBROUTES: readonly RepositorySubroute[] = [...permissionSubroutes, ...pullSubroutes];
+const SUBROUTES: readonly RepositorySubroute[] = [
+  ...permissionSubroutes,
+  ...pullSubroutes,
+  ...triggerSubroutes,
+  ...manualBuildSubroutes,
+  ...buildSubroutes,
+  ...tagLifecycleSubroutes,
+];
 
 /** The handler of the sub-resource `path` addresses, or undefined when it names a repository. */
 export function findSubroute(

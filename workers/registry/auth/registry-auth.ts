@@ -2,14 +2,18 @@
 // `access` claim with no storage lookup) and HTTP Basic sent directly (resolved against D1).
 // Refusals follow the token spec: 401 with a Bearer challenge naming the scope the client should
 // ask for, so docker, skopeo and containerd fetch a token and retry.
+import type { EventActor } from "../../../schema/events.ts";
 import { RegistryError } from "../../../schema/oci/errors.ts";
 import type { Env } from "../env.ts";
+import { buildActor, buildTokenActive } from "../services/builds-tokens.ts";
 import { type Action, repositoryAccess } from "./access.ts";
 import { ANONYMOUS, authenticate, type Principal, parseBasicHeader } from "./principals.ts";
 import { allows, type RegistryClaims, verifyRegistryToken } from "./registry-tokens.ts";
 
 export interface RegistryAuth {
   principal: Principal;
+  /** Who events name when not the principal: a build acting through its build token. */
+  actor?: EventActor;
   /** Throws unless the caller may list the catalog (a token needs `registry:catalog:*`). */
   requireCatalog(): void;
   /** Throws 401 (with the challenge) or 403 unless the caller may do `action` on `repository`. */
@@ -58,10 +62,15 @@ export async function registryAuth(
       header.replace(/^Bearer\s+/i, ""),
     );
     if (!claims) throw unauthorized(undefined, undefined, "invalid_token");
+    // A build token is revoked when its attempt ends: only build tokens pay this lookup.
+    if (claims.build && !(await buildTokenActive(env.BUILD, claims.build))) {
+      throw unauthorized(undefined, undefined, "invalid_token");
+    }
     const principal = principalOfClaims(claims);
     const can = async (repository: string, action: Action) => allows(claims, repository, action);
     return {
       principal,
+      ...(claims.build ? { actor: buildActor(claims.build) } : {}),
       can,
       requireCatalog() {
         const granted = claims.access.some(

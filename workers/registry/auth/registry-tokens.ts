@@ -10,6 +10,7 @@ import {
   jwtVerify,
   SignJWT,
 } from "jose";
+import type { EventActor } from "../../../schema/events.ts";
 import type { Action } from "./access.ts";
 
 export const TOKEN_ISSUER = "edge-registry-token-service";
@@ -31,6 +32,21 @@ export interface RegistryClaims extends JWTPayload {
     name?: string;
     superuser?: boolean;
   };
+  /**
+   * Set on build tokens (and on the pull tokens they are exchanged for): the build and attempt
+   * they belong to. The token is honoured only while that attempt is the build's current one and
+   * the build has not ended (services/builds-tokens.ts).
+   */
+  build?: BuildClaim;
+}
+
+export interface BuildClaim {
+  id: string;
+  attempt: number;
+  /** The repository the build pushes to. */
+  repository: string;
+  /** Whose pull rights the build has for base images. */
+  requester: EventActor;
 }
 
 interface KeySet {
@@ -74,22 +90,27 @@ async function loadKeys(secret: string): Promise<KeySet> {
 export async function issueRegistryToken(
   secret: string,
   service: string,
-  claims: Pick<RegistryClaims, "sub" | "access" | "principal">,
+  claims: Pick<RegistryClaims, "sub" | "access" | "principal" | "build">,
   now = Date.now(),
+  ttlSeconds = TOKEN_TTL_SECONDS,
 ): Promise<{ token: string; expiresIn: number; issuedAt: string }> {
   const keys = await signingKeys(secret);
   const issuedAt = Math.floor(now / 1000);
-  const token = await new SignJWT({ access: claims.access, principal: claims.principal })
+  const token = await new SignJWT({
+    access: claims.access,
+    principal: claims.principal,
+    ...(claims.build ? { build: claims.build } : {}),
+  })
     .setProtectedHeader({ alg: "ES256", kid: keys.kid, typ: "JWT" })
     .setIssuer(TOKEN_ISSUER)
     .setAudience(service)
     .setSubject(claims.sub)
     .setIssuedAt(issuedAt)
     .setNotBefore(issuedAt - 5)
-    .setExpirationTime(issuedAt + TOKEN_TTL_SECONDS)
+    .setExpirationTime(issuedAt + ttlSeconds)
     .setJti(crypto.randomUUID())
     .sign(keys.privateKey);
-  return { token, expiresIn: TOKEN_TTL_SECONDS, issuedAt: new Date(issuedAt * 1000).toISOString() };
+  return { token, expiresIn: ttlSeconds, issuedAt: new Date(issuedAt * 1000).toISOString() };
 }
 
 const verifiedTokens = new Map<string, { claims: RegistryClaims; exp: number }>();

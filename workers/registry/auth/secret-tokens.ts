@@ -1,8 +1,9 @@
-// Random bearer secrets (app tokens, robot tokens): shown once, stored only as a SHA-256 hash.
-// They carry 256 bits of entropy, so a fast hash is enough; the prefix tells a leaked token's kind.
+// Random bearer secrets (app tokens, robot tokens, fleet credentials): shown once, stored only as
+// a SHA-256 hash. They carry 256 bits of entropy, so a fast hash is enough; the prefix tells a
+// leaked token's kind.
 import { toHex } from "../lib/digest.ts";
 
-export const TOKEN_PREFIX = { app: "era_", robot: "err_" } as const;
+export const TOKEN_PREFIX = { app: "era_", robot: "err_", fleet: "erf_" } as const;
 
 export function newSecretToken(kind: keyof typeof TOKEN_PREFIX): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));

@@ -27,7 +27,12 @@ uploads.post("/:name{.+}/blobs/uploads/", async (c) => {
   if (digestQuery !== undefined) {
     const digest = digestParam(digestQuery);
     const body = c.req.raw.body ?? new Blob([]).stream();
-    const link = await c.var.services.uploads.monolithic(name, digest, body);
+    const link = await c.var.services.uploads.monolithic(
+      name,
+      digest,
+      body,
+      declaredLength(c.req.header("Content-Length")),
+    );
     return blobCreated(name, link.digest);
   }
   const { id } = await c.var.services.uploads.start(name);
@@ -68,6 +73,11 @@ uploads.delete("/:name{.+}/blobs/uploads/:id", async (c) => {
   await c.var.services.uploads.cancel(name, id);
   return new Response(null, { status: 204 });
 });
+
+/** The Content-Length a request declares, or null (a chunked body declares none). */
+function declaredLength(header: string | undefined): number | null {
+  return header !== undefined && /^\d{1,15}$/.test(header) ? Number(header) : null;
+}
 
 /** The body, or null when the request says it has none (`Content-Length: 0`, as skopeo's PUT). */
 function requestBody(request: Request): ReadableStream<Uint8Array> | null {

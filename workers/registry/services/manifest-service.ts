@@ -10,6 +10,8 @@ import { digestOf } from "../lib/digest.ts";
 import type { CatalogStore } from "../storage/catalog-store.ts";
 import type { ObjectDirectory } from "../storage/repository-stubs.ts";
 import { recordInCatalog } from "./catalog-service.ts";
+import { expiresAfterLabel } from "./expiry-label.ts";
+import type { QuotaService } from "./quota-service.ts";
 import { emitFor, type RequestContext } from "./request-context.ts";
 
 export interface PushedManifest {
@@ -19,7 +21,14 @@ export interface PushedManifest {
 
 export class ManifestService {
   constructor(
-    private readonly deps: { objects: ObjectDirectory; catalog: CatalogStore; ctx: RequestContext },
+    private readonly deps: {
+      objects: ObjectDirectory;
+      catalog: CatalogStore;
+      ctx: RequestContext;
+      quota: QuotaService;
+      /** Image configs are read from here for their `quay.expires-after` label. */
+      bucket: R2Bucket;
+    },
   ) {}
 
   async get(
@@ -63,6 +72,11 @@ export class ManifestService {
     const parsed = parseManifest(body, contentType);
     if (!parsed.ok) throw new RegistryError(parsed.code, parsed.message);
     const { manifest } = parsed;
+    // Started first so its R2 read overlaps the admission check; it never rejects.
+    const expiresAfter =
+      reference.kind === "tag" ? expiresAfterLabel(this.deps, name, manifest) : undefined;
+    await this.deps.quota.admitManifest(name, manifest.blobs);
+    const tagExpiry = await expiresAfter;
     const repo = this.deps.objects.repository(name);
     const result = ensureOk(
       await repo.putManifest({
@@ -75,6 +89,7 @@ export class ManifestService {
         ...(manifest.artifactType ? { artifactType: manifest.artifactType } : {}),
         ...(manifest.annotations ? { annotations: manifest.annotations } : {}),
         ...(reference.kind === "tag" ? { tag: reference.tag } : {}),
+        ...(tagExpiry ? { tagExpiresInMs: tagExpiry.ms } : {}),
       }),
     );
     await recordInCatalog(this.deps.catalog, repo, name, result.catalogued, this.deps.ctx);
@@ -89,7 +104,11 @@ export class ManifestService {
       emitFor(this.deps.ctx, {
         kind: "tag.push",
         ...where,
-        metadata: { digest, tag: show(reference) },
+        metadata: {
+          digest,
+          tag: show(reference),
+          ...(tagExpiry ? { expiresAfter: tagExpiry.label } : {}),
+        },
       });
     return { digest, ...(manifest.subject ? { subject: manifest.subject.digest } : {}) };
   }

@@ -7,6 +7,7 @@ import { BlobContentService } from "./blob-content-service.ts";
 import { BlobService } from "./blob-service.ts";
 import { blobUrls } from "./blob-urls.ts";
 import { ManifestService } from "./manifest-service.ts";
+import { QuotaService } from "./quota-service.ts";
 import type { RequestContext } from "./request-context.ts";
 import { UploadService } from "./upload-service.ts";
 
@@ -33,6 +34,7 @@ export function registryServices(env: Env, ctx: RequestContext): RegistryService
       bucket: env.R2_BUCKET_NAME,
     },
   });
+  const quota = new QuotaService({ objects, ctx });
   return {
     objects,
     catalog,
@@ -41,7 +43,7 @@ export function registryServices(env: Env, ctx: RequestContext): RegistryService
       signer: createUrlSigner(env.URL_SIGNING_SECRET),
       bucket: env.BLOBS,
     }),
-    uploads: new UploadService({ objects, bucket: env.BLOBS, catalog, ctx }),
-    manifests: new ManifestService({ objects, catalog, ctx }),
+    uploads: new UploadService({ objects, bucket: env.BLOBS, catalog, ctx, quota }),
+    manifests: new ManifestService({ objects, catalog, ctx, quota, bucket: env.BLOBS }),
   };
 }

@@ -5,6 +5,8 @@ import type { EventSink, NewEvent } from "./events.ts";
 
 export interface RequestContext {
   principal: Principal;
+  /** Overrides the actor events name (a build pushing with its build token). */
+  actor?: EventActor;
   clientIp?: string;
   events: EventSink;
 }
@@ -20,7 +22,7 @@ export function actorOf(principal: Principal): EventActor {
 export function emitFor(ctx: RequestContext, event: Omit<NewEvent, "actor" | "clientIp">): void {
   ctx.events.emit({
     ...event,
-    actor: actorOf(ctx.principal),
+    actor: ctx.actor ?? actorOf(ctx.principal),
     ...(ctx.clientIp ? { clientIp: ctx.clientIp } : {}),
   });
 }

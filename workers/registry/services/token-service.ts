@@ -4,6 +4,7 @@ import { parseRepositoryName } from "../../../schema/oci/reference.ts";
 import { type Action, repositoryAccess } from "../auth/access.ts";
 import { authenticate, type Principal } from "../auth/principals.ts";
 import { type AccessEntry, issueRegistryToken, signingKeys } from "../auth/registry-tokens.ts";
+import { type BuildObjects, exchangeBuildToken } from "./builds-tokens.ts";
 
 export interface IssuedToken {
   token: string;
@@ -15,8 +16,21 @@ export class TokenService {
   /** The `service` (audience) tokens are issued for. */
   readonly service: string;
 
-  constructor(private readonly deps: { db: D1Database; signingKey: string; service: string }) {
+  constructor(
+    private readonly deps: {
+      db: D1Database;
+      signingKey: string;
+      service: string;
+      /** Where a build token's liveness is checked (services/builds-tokens.ts). */
+      builds: BuildObjects;
+    },
+  ) {
     this.service = deps.service;
+  }
+
+  /** A build token (Bearer) exchanged for pull on base images; null when it is not live. */
+  exchangeBuildToken(token: string, scopes: string[]): Promise<IssuedToken | null> {
+    return exchangeBuildToken(this.deps, token, scopes);
   }
 
   /** The principal behind Basic credentials; null when they are wrong. */

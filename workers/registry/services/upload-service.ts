@@ -24,6 +24,7 @@ import {
 import type { CatalogStore } from "../storage/catalog-store.ts";
 import type { ObjectDirectory } from "../storage/repository-stubs.ts";
 import { recordInCatalog } from "./catalog-service.ts";
+import type { QuotaService } from "./quota-service.ts";
 import type { RequestContext } from "./request-context.ts";
 
 export interface ContentRange {
@@ -36,12 +37,19 @@ export interface UploadDeps {
   bucket: R2Bucket;
   catalog: CatalogStore;
   ctx: RequestContext;
+  quota: QuotaService;
 }
 
 export class UploadService {
   constructor(private readonly deps: UploadDeps) {}
 
+  /** POST: a new session, unless the namespace has no room left (refused before it exists). */
   async start(name: RepositoryName): Promise<{ id: string }> {
+    await this.deps.quota.admitUpload(name, null);
+    return this.openSession(name);
+  }
+
+  private openSession(name: RepositoryName): Promise<{ id: string }> {
     return this.deps.objects.repository(name).createUpload(blobObjectKey(crypto.randomUUID()));
   }
 
@@ -183,13 +191,15 @@ export class UploadService {
     return appendBody(this.deps.bucket, fresh(blobObjectKey(crypto.randomUUID()), 0), object.body);
   }
 
-  /** POST ?digest= with a body: a session of one request. */
+  /** POST ?digest= with a body: a session of one request (`size`: its Content-Length, if any). */
   async monolithic(
     name: RepositoryName,
     digest: Digest,
     body: ReadableStream<Uint8Array>,
+    size: number | null = null,
   ): Promise<BlobLink> {
-    const { id } = await this.start(name);
+    await this.deps.quota.admitUpload(name, { digest, size });
+    const { id } = await this.openSession(name);
     try {
       return await this.finish(name, id, digest, body, null);
     } catch (error) {
@@ -216,11 +226,13 @@ export class UploadService {
   ): Promise<BlobLink | null> {
     const source = await this.deps.objects.repository(from).getBlob(digest);
     if (!source) return null;
-    const record = await this.deps.objects.blobRef(digest).get(digest);
-    if (!record?.copies.some((copy) => copy.key === source.key)) return null;
+    await this.deps.quota.admitUpload(name, { digest, size: source.size });
     const repo = this.deps.objects.repository(name);
-    const { catalogued } = await repo.linkBlob(source);
-    await recordInCatalog(this.deps.catalog, repo, name, catalogued, this.deps.ctx);
+    // The object counts the link at the blob's shard first: a blob being garbage collected
+    // (or whose copy is not the source's) is refused, and the client uploads it instead.
+    const linked = await repo.linkBlob(source);
+    if (!linked.ok) return null;
+    await recordInCatalog(this.deps.catalog, repo, name, linked.catalogued, this.deps.ctx);
     return source;
   }
 
@@ -242,7 +254,8 @@ export class UploadService {
       alreadyStored
         ? this.deps.bucket.delete(progress.key)
         : discardUpload(this.deps.bucket, progress);
-    const existing = await refs.get(digest);
+    // Revived: the stored copy's grace starts again, so the link claim that follows finds it.
+    const existing = await refs.revive(digest);
     const copy = existing?.copies.find((c) => c.region === PRIMARY_REGION);
     if (copy && existing && existing.size === size && !verifyAfterStore) {
       await drop();

@@ -7,7 +7,11 @@ export const IDENTITY_ERRORS = {
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   CONFLICT: 409,
+  LENGTH_REQUIRED: 411,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
+  UNAVAILABLE: 503,
 } as const satisfies Record<string, number>;
 
 export type IdentityErrorCode = keyof typeof IDENTITY_ERRORS;
