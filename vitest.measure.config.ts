@@ -15,6 +15,7 @@ export default defineConfig({
           URL_SIGNING_SECRET: "measure-url-signing-secret-0123456789abcdef",
           REGISTRY_ADMIN_PASSWORD: "measure-admin-password",
           TOKEN_SIGNING_KEY: await generateSigningJwk(),
+          FLEET_CREDENTIAL: "erf_measure-bootstrap-fleet-credential",
           TEST_MIGRATIONS: migrations,
         },
       },

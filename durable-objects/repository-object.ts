@@ -1,8 +1,8 @@
 // RepositoryObject: one per repository. Owns its tags (with history), manifests, the set of
 // blobs linked to it and its upload sessions. Single writer: every tag move is serialized here.
 import { DurableObject } from "cloudflare:workers";
-import { type RpcFailure, type RpcResult, rpcFailure } from "../schema/oci/errors.ts";
 import type { LifecyclePolicy, LifecycleResult, TagHistoryPage } from "../schema/lifecycle.ts";
+import { type RpcFailure, type RpcResult, rpcFailure } from "../schema/oci/errors.ts";
 import type { Digest } from "../schema/oci/reference.ts";
 import type {
   BlobLink,

@@ -291,26 +291,30 @@ export class TagLifecycle {
   /** When expiry or an age rule next has work: no polling, the alarm is set for exactly then. */
   private nextDue(policy: LifecyclePolicy | null): number | null {
     const immutable = JSON.stringify(policy?.immutableTags ?? []);
+    // ORDER BY … LIMIT 1 walks the partial indexes in order and stops at the first tag no rule
+    // protects (a MIN() with these filters would read every row).
     let due =
       this.host.sql
-        .exec<{ at: number | null }>(
-          `SELECT MIN(expires_ms) AS at FROM tags t
-           WHERE end_ms IS NULL AND expires_ms IS NOT NULL AND ${NOT_IMMUTABLE}`,
+        .exec<{ at: number }>(
+          `SELECT expires_ms AS at FROM tags t
+           WHERE end_ms IS NULL AND expires_ms IS NOT NULL AND ${NOT_IMMUTABLE}
+           ORDER BY expires_ms LIMIT 1`,
           immutable,
         )
         .toArray()[0]?.at ?? null;
     for (const rule of policy?.prune ?? []) {
       if (rule.kind !== "older-than") continue;
       const oldest = this.host.sql
-        .exec<{ at: number | null }>(
-          `SELECT MIN(start_ms) AS at FROM tags t
+        .exec<{ at: number }>(
+          `SELECT start_ms AS at FROM tags t
            WHERE end_ms IS NULL AND (?1 IS NULL OR name GLOB ?1)
-             AND NOT EXISTS (SELECT 1 FROM json_each(?2) p WHERE t.name GLOB p.value)`,
+             AND NOT EXISTS (SELECT 1 FROM json_each(?2) p WHERE t.name GLOB p.value)
+           ORDER BY start_ms LIMIT 1`,
           rule.tagPattern,
           immutable,
         )
         .toArray()[0]?.at;
-      if (oldest != null) due = earliest(due, oldest + rule.olderThanMs);
+      if (oldest !== undefined) due = earliest(due, oldest + rule.olderThanMs);
     }
     return due;
   }
@@ -361,10 +365,10 @@ export class TagLifecycle {
                    WHERE n.name = t.name AND n.id > t.id AND n.start_ms = t.end_ms) AS moved,
            (SELECT c.digest FROM tags c WHERE c.name = t.name AND c.end_ms IS NULL) AS current_digest
          FROM tags t
-         WHERE (?1 IS NULL OR t.name = ?1) AND (?2 IS NULL OR t.id < ?2)
-         ORDER BY t.id DESC LIMIT ?3`,
-        query.tag,
-        query.beforeId,
+         WHERE t.id < ? ${query.tag === null ? "" : "AND t.name = ?"}
+         ORDER BY t.id DESC LIMIT ?`,
+        // One tag's history walks the (name, id) index; all of it, the primary key.
+        ...[query.beforeId ?? Number.MAX_SAFE_INTEGER, ...(query.tag === null ? [] : [query.tag])],
         query.limit + 1,
       )
       .toArray();

@@ -41,7 +41,8 @@ export type PushedRef =
   | { kind: "other"; ref: string };
 
 export function classifyRef(ref: string): PushedRef {
-  if (ref.startsWith("refs/heads/") && ref.length > 11) return { kind: "branch", name: ref.slice(11) };
+  if (ref.startsWith("refs/heads/") && ref.length > 11)
+    return { kind: "branch", name: ref.slice(11) };
   if (ref.startsWith("refs/tags/") && ref.length > 10) return { kind: "tag", name: ref.slice(10) };
   return { kind: "other", ref };
 }

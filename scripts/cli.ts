@@ -12,3 +12,11 @@ process.once("SIGINT", () => {
 });
 
 process.exitCode = await main(process.argv.slice(2), processIo(abort.signal));
+// Exit once the output is flushed: a finished WebSocket (`logs <repo> <id> --follow`) would
+// otherwise hold the process until its TCP connection times out (~10 s: workerd leaves it open).
+await Promise.all(
+  [process.stdout, process.stderr].map(
+    (stream) => new Promise((resolve) => stream.write("", resolve)),
+  ),
+);
+process.exit();

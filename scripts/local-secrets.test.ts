@@ -11,7 +11,14 @@ import os from "node:os";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import { afterEach, describe, expect, it } from "vitest";
-import { ensureLocalSecrets, quoteDotenvValue, readablePassword } from "./local-secrets.ts";
+import {
+  ensureLocalSecrets,
+  LOCAL_SECRETS,
+  quoteDotenvValue,
+  readablePassword,
+} from "./local-secrets.ts";
+
+const SECRET_NAMES = LOCAL_SECRETS.map((spec) => spec.name);
 
 const dirs: string[] = [];
 function tempFile(): string {
@@ -27,10 +34,16 @@ describe("ensureLocalSecrets", () => {
   it("generates every secret on first use, into a private file", async () => {
     const file = tempFile();
     const { values, created } = await ensureLocalSecrets(file);
-    expect(created).toEqual(["URL_SIGNING_SECRET", "REGISTRY_ADMIN_PASSWORD", "TOKEN_SIGNING_KEY"]);
+    expect(created).toEqual(SECRET_NAMES);
+    expect(created.slice(0, 3)).toEqual([
+      "URL_SIGNING_SECRET",
+      "REGISTRY_ADMIN_PASSWORD",
+      "TOKEN_SIGNING_KEY",
+    ]);
     expect(values.URL_SIGNING_SECRET).toMatch(/^[0-9a-f]{64}$/);
     expect(values.REGISTRY_ADMIN_PASSWORD).toMatch(/^[a-z2-9]{5}(-[a-z2-9]{5}){3}$/);
     expect(JSON.parse(values.TOKEN_SIGNING_KEY!)).toMatchObject({ kty: "EC", crv: "P-256" });
+    expect(values.WEBHOOK_SECRET_KEY).toMatch(/^[0-9a-f]{64}$/);
     expect(parseEnv(readFileSync(file, "utf8"))).toEqual(values);
     expect(statSync(file).mode & 0o077).toBe(0);
   });
@@ -42,7 +55,7 @@ describe("ensureLocalSecrets", () => {
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, "# mine\nR2_ACCESS_KEY_ID=abc\nURL_SIGNING_SECRET=kept"); // no final newline
     const first = await ensureLocalSecrets(file);
-    expect(first.created).toEqual(["REGISTRY_ADMIN_PASSWORD", "TOKEN_SIGNING_KEY"]);
+    expect(first.created).toEqual(SECRET_NAMES.filter((name) => name !== "URL_SIGNING_SECRET"));
     expect(first.values.URL_SIGNING_SECRET).toBe("kept");
     expect(first.values.R2_ACCESS_KEY_ID).toBe("abc");
     const text = readFileSync(file, "utf8");

@@ -6,6 +6,7 @@
 //   REGISTRY_ADMIN_USER / _PASSWORD      override the configured admin / generated password
 //   REGISTRY_LOG_REQUESTS=1              one log line per request (slower)
 //   REGISTRY_FRONT_DOOR=off              serve workerd's socket directly (TLS probes then hang)
+//   REGISTRY_FLEET=off                   no local build-fleet host (default: one, best driver)
 //
 // Steps: claim the state folder and the port (fail fast), ensure secrets (local-secrets.ts),
 // bundle and configure with wrangler and start Miniflare on a private loopback port
@@ -21,6 +22,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { type LocalFleetHost, startLocalFleetHost } from "../build-fleet/local-host.ts";
 import { type FrontDoor, openFrontDoor, PortInUseError } from "./front-door.ts";
 import { ensureLocalSecrets } from "./local-secrets.ts";
 import type { LocalWorker, WorkerLogLine } from "./local-worker.ts";
@@ -53,6 +55,7 @@ const pidFile = path.join(stateDir, "registry.pid");
 
 let door: FrontDoor | undefined;
 let worker: LocalWorker | undefined;
+let fleet: LocalFleetHost | undefined;
 let stopping = false;
 /** Maps bundle positions in Worker stack traces back to the TypeScript sources. */
 let toSource = (text: string) => text;
@@ -200,6 +203,16 @@ async function main(): Promise<void> {
   // The machine-readable lines: tests and scripts wait for the last one.
   console.log(`${HOOKS_PREFIX}${hooksUrl}`);
   console.log(`${READY_PREFIX}${url}`);
+
+  // One local build host, so a build can run without setting up a fleet (build-fleet/).
+  if (process.env.REGISTRY_FLEET !== "off") {
+    fleet = startLocalFleetHost({
+      registryUrl: url,
+      credential: secrets.values.FLEET_CREDENTIAL!,
+      workDir: path.join(stateDir, "fleet"),
+      log: (line) => console.log(line),
+    });
+  }
 }
 
 // wrangler.toml's `migrations_pattern` is relative to the project and must start with
@@ -293,6 +306,8 @@ async function stop(signal: string): Promise<void> {
     console.error("workerd did not stop within 10 s; exiting anyway");
     process.exit(1);
   }, 10_000).unref();
+  // First the fleet host: it hands running builds back through the registry.
+  await fleet?.stop().catch(() => {});
   await door?.close().catch(() => {});
   await worker?.mf.dispose().catch(() => {});
   releaseStateDir();

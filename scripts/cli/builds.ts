@@ -147,7 +147,7 @@ export const buildCommands: Command[] = [
 /** A log line for a terminal: control characters (escape sequences) dropped, tabs kept. */
 export function clean(text: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: dropping control characters is the point
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]/g, "");
+  return text.replace(/\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0a-\x1f\x7f]/g, "");
 }
 
 export function lineText(line: BuildLogEntry): string {
@@ -236,6 +236,8 @@ async function watch(
         } else if (message.type === "end") {
           ctx.io.signal?.removeEventListener("abort", onAbort);
           settle({ kind: "end", end: message });
+          // Close from this side too: waiting for the server's close would hold the process.
+          ws.close(1000, "build ended");
         }
       });
       ws.addEventListener("close", (event) => {

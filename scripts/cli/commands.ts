@@ -1,8 +1,8 @@
 // The CLI's commands: each names its words, arguments and options, and maps them onto one or a
 // few /api/v1 calls (see workers/registry/api/*.ts for the endpoints), then prints the answer.
 import { oneOf } from "./args.ts";
-import { type Command, type CommandContext, listAll, pathOf } from "./context.ts";
 import { buildCommands } from "./builds.ts";
+import { type Command, type CommandContext, listAll, pathOf } from "./context.ts";
 import { CliError, EXIT, UsageError } from "./errors.ts";
 import { loginCommand, logoutCommand, readNewPassword, whoamiCommand } from "./login.ts";
 import { logsCommand } from "./logs.ts";

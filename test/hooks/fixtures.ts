@@ -133,9 +133,11 @@ export async function github(
   const headers: Record<string, string> = {
     "Content-Type": "application/json",
     "X-GitHub-Event": options.event ?? "push",
-    "X-Hub-Signature-256": options.signature ?? (await signGithub(options.secret ?? trigger.secret, body)),
+    "X-Hub-Signature-256":
+      options.signature ?? (await signGithub(options.secret ?? trigger.secret, body)),
   };
-  if (options.delivery !== null) headers["X-GitHub-Delivery"] = options.delivery ?? crypto.randomUUID();
+  if (options.delivery !== null)
+    headers["X-GitHub-Delivery"] = options.delivery ?? crypto.randomUUID();
   return post(hookUrl("github", trigger.id), body, headers);
 }
 

@@ -140,9 +140,7 @@ describe("generic hooks", () => {
   it("refuses a replayed delivery and a payload without a commit", async () => {
     const trigger = await makeTrigger({ provider: "generic" });
     const delivery = "ci-run-42";
-    expect((await generic(trigger, genericPush("refs/heads/main"), { delivery })).status).toBe(
-      202,
-    );
+    expect((await generic(trigger, genericPush("refs/heads/main"), { delivery })).status).toBe(202);
     const replay = await generic(trigger, genericPush("refs/heads/main"), { delivery });
     expect(replay.status).toBe(409);
     const [audit] = await auditedFor(trigger.id, "hook.rejected");

@@ -136,7 +136,13 @@ async function storedSources(): Promise<string[]> {
 describe("manual builds", { timeout: 20_000 }, () => {
   it("queues a build of an uploaded Dockerfile for someone who may push", async () => {
     const f = await fixture();
-    const res = await upload(f.repo, f.writer, DOCKERFILE, "text/plain; charset=utf-8", "?tags=1.0,latest");
+    const res = await upload(
+      f.repo,
+      f.writer,
+      DOCKERFILE,
+      "text/plain; charset=utf-8",
+      "?tags=1.0,latest",
+    );
     expect(res.status).toBe(202);
     const build = await json<{ buildId: string }>(res);
     expect(build).toEqual({
@@ -154,7 +160,11 @@ describe("manual builds", { timeout: 20_000 }, () => {
     expect(stored!.httpMetadata?.contentType).toBe("text/plain; charset=utf-8");
 
     const row = await recordedBuild(build.buildId);
-    expect(row).toMatchObject({ repository: f.repo, trigger_id: null, dockerfile_path: "Dockerfile" });
+    expect(row).toMatchObject({
+      repository: f.repo,
+      trigger_id: null,
+      dockerfile_path: "Dockerfile",
+    });
     expect(JSON.parse(row.source)).toEqual({
       kind: "archive",
       format: "dockerfile",
@@ -176,7 +186,13 @@ describe("manual builds", { timeout: 20_000 }, () => {
   it("queues a context archive, tar or gzip, with the Dockerfile path inside it", async () => {
     const f = await fixture();
     const tar = tarOf("app/build/Dockerfile", DOCKERFILE);
-    const plain = await upload(f.repo, f.owner, tar, "application/x-tar", "?dockerfile=build/Dockerfile&context=app");
+    const plain = await upload(
+      f.repo,
+      f.owner,
+      tar,
+      "application/x-tar",
+      "?dockerfile=build/Dockerfile&context=app",
+    );
     expect(plain.status).toBe(202);
     const tarBuild = await json<{ buildId: string }>(plain);
     expect(tarBuild).toMatchObject({
@@ -235,8 +251,20 @@ describe("manual builds", { timeout: 20_000 }, () => {
       [tarOf("Dockerfile", DOCKERFILE), "application/gzip", "", 400, /not gzip/],
       [DOCKERFILE, "application/x-tar", "", 400, /not a tar archive/],
       [new Uint8Array(1024), "application/x-tar", "", 400, /empty/],
-      [tarOf("Dockerfile", DOCKERFILE), "application/x-tar", "?context=../up", 400, /context may not contain/],
-      [tarOf("Dockerfile", DOCKERFILE), "application/x-tar", "?dockerfile=/abs", 400, /dockerfile must be relative/],
+      [
+        tarOf("Dockerfile", DOCKERFILE),
+        "application/x-tar",
+        "?context=../up",
+        400,
+        /context may not contain/,
+      ],
+      [
+        tarOf("Dockerfile", DOCKERFILE),
+        "application/x-tar",
+        "?dockerfile=/abs",
+        400,
+        /dockerfile must be relative/,
+      ],
       ["x".repeat(1024 * 1024 + 1), "text/plain", "", 413, /at most 1048576 bytes/],
       ["", "text/plain", "", 400, /empty/],
     ];

@@ -72,7 +72,10 @@ const GITHUB = { provider: "github", cloneUrl: "https://github.com/acme/app.git"
 
 async function createTrigger(f: Fixture, body: Record<string, unknown> = GITHUB) {
   return json<Trigger>(
-    await expectStatus(await call("POST", `/repositories/${f.repo}/triggers`, { as: f.owner, body }), 201),
+    await expectStatus(
+      await call("POST", `/repositories/${f.repo}/triggers`, { as: f.owner, body }),
+      201,
+    ),
   );
 }
 
@@ -103,7 +106,10 @@ async function expectRefused(
 describe("build triggers API", () => {
   it("creates a trigger with defaults, shows the secret once and stores it sealed", async () => {
     const f = await fixture();
-    const res = await call("POST", `/repositories/${f.repo}/triggers`, { as: f.owner, body: GITHUB });
+    const res = await call("POST", `/repositories/${f.repo}/triggers`, {
+      as: f.owner,
+      body: GITHUB,
+    });
     expect(res.status).toBe(201);
     expect(res.headers.get("Cache-Control")).toBe("no-store");
     const trigger = await json<Trigger>(res);
@@ -128,7 +134,9 @@ describe("build triggers API", () => {
       trigger.secret,
     );
     // Sealed for this trigger: the same ciphertext does not open for another id.
-    await expect(openWebhookSecret(env.WEBHOOK_SECRET_KEY, crypto.randomUUID(), sealed)).rejects.toThrow();
+    await expect(
+      openWebhookSecret(env.WEBHOOK_SECRET_KEY, crypto.randomUUID(), sealed),
+    ).rejects.toThrow();
     expect(row!.owner_id).toBe(f.owner.id);
 
     const event = eventSince(0, "trigger.create");
@@ -274,7 +282,8 @@ describe("build triggers API", () => {
     );
     await expectRefused(
       f,
-      () => call("PATCH", `/repositories/${f.repo}/triggers/${trigger.id}`, { as: f.owner, body: {} }),
+      () =>
+        call("PATCH", `/repositories/${f.repo}/triggers/${trigger.id}`, { as: f.owner, body: {} }),
       400,
     );
   });
@@ -304,7 +313,8 @@ describe("build triggers API", () => {
     // Another repository's administrator cannot address it through their repository.
     await expectRefused(
       f,
-      () => call("DELETE", `/repositories/${other.repo}/triggers/${trigger.id}`, { as: other.owner }),
+      () =>
+        call("DELETE", `/repositories/${other.repo}/triggers/${trigger.id}`, { as: other.owner }),
       404,
     );
     await expectRefused(

@@ -3,7 +3,12 @@
 // job pushed, reports phases, log lines and the result; a watcher sees the lines live; the outcome
 // is mirrored to D1, archived to R2 and announced. Then what goes wrong: lost hosts, exhausted
 // attempts, stale messages, cancels at every phase.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import {
+  env,
+  evictDurableObject,
+  runDurableObjectAlarm,
+  runInDurableObject,
+} from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { buildLogKey } from "../../schema/blob-keys.ts";
 import { MAX_BUILD_ATTEMPTS } from "../../schema/builds.ts";
@@ -367,5 +372,30 @@ describe("the host protocol", () => {
       'unknown message type "teleport"',
     ]);
     ws.close(1000);
+  });
+});
+
+describe("hibernation", () => {
+  it("knows its hosts and watchers again after being evicted", async () => {
+    const world = await buildWorld();
+    const request = buildRequest(world.repository, world.writer);
+    await deliver(request);
+    const fleet = await host();
+    const job = await fleet.job(request.buildId);
+    const watcher = await Watcher.open(world.repository, request.buildId, bearerOf(world.reader));
+    await watcher.next("phase", (m) => m.phase === "waiting");
+
+    // Both objects leave memory; their sockets hibernate with their attachments.
+    await evictDurableObject(coordinator());
+    await evictDurableObject(env.BUILD.getByName(request.buildId));
+
+    fleet.log(job, "after hibernation");
+    fleet.succeed(job);
+    await eventually(() => expect(watcher.texts()).toContain("after hibernation"));
+    expect(await watcher.next("end")).toMatchObject({ phase: "complete" });
+    // The host's slot is free again: the next build goes to it.
+    const next = buildRequest(world.repository, world.writer);
+    await deliver(next);
+    expect((await fleet.job(next.buildId)).attempt).toBe(1);
   });
 });

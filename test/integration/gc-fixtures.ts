@@ -56,7 +56,8 @@ export async function setRetention(name: string, retentionMs: number): Promise<v
   const policy: LifecyclePolicy = {
     repository: name,
     namespace: name.slice(0, name.indexOf("/")),
-    revision: Date.now(),
+    // Above any revision the catalog pushes when the repository is first written.
+    revision: Number.MAX_SAFE_INTEGER,
     retentionMs,
     immutableTags: [],
     prune: [],

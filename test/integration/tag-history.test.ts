@@ -360,8 +360,15 @@ describe("/namespaces/<ns>/tag-retention", () => {
     expect((await objectPolicy(await repoIn(org)))!.retentionMs).toBe(3 * DAY);
   });
 
-  it("allows zero: nothing ended is restorable", async () => {
+  it("allows zero: nothing ended is restorable, and history keeps no manifest", async () => {
     const { org, repo, a } = await movedTag();
+    // As if the collector had looked at A after its push grace: history kept it, for the window.
+    await inObject(
+      repo,
+      "UPDATE gc_candidates SET due_at = ?, hold_until = 0 WHERE kind = 'manifest' AND digest = ?",
+      Date.now() + 14 * DAY,
+      a,
+    );
     await expectStatus(
       await call("PUT", `/namespaces/${org.name}/tag-retention`, {
         as: org.owner,
@@ -370,6 +377,9 @@ describe("/namespaces/<ns>/tag-retention", () => {
       200,
     );
     expect((await history(org.owner, repo, "?tag=v1")).history[1]!.restorable).toBe(false);
+    // The shorter window frees A now: the collector takes it at its next alarm.
+    await runAlarm(repo);
+    expect(await manifestDigests(repo)).not.toContain(a);
     await expectNoChange(
       () =>
         call("POST", `/repositories/${repo}/tags/v1/restore`, {

@@ -76,7 +76,10 @@ export async function handleHook(
   const claim = { triggerId: trigger.id, deliveryId: delivery.id };
   if (!(await claimDelivery(env.DB, { ...claim, buildId, now }))) {
     audit("hook.rejected", { reason: "replayed", delivery: delivery.id });
-    return error(409, { error: `delivery ${delivery.id} was already received`, reason: "replayed" });
+    return error(409, {
+      error: `delivery ${delivery.id} was already received`,
+      reason: "replayed",
+    });
   }
   ctx.waitUntil(
     sweepExpiredDeliveries(env.DB, now).catch((e: unknown) => console.warn("sweep failed", e)),
@@ -87,7 +90,12 @@ export async function handleHook(
     buildId: buildId!,
     repository: trigger.repository,
     triggerId: trigger.id,
-    source: { kind: "git", cloneUrl: trigger.cloneUrl, ref: event.push.ref, commit: event.push.commit },
+    source: {
+      kind: "git",
+      cloneUrl: trigger.cloneUrl,
+      ref: event.push.ref,
+      commit: event.push.commit,
+    },
     dockerfilePath: trigger.dockerfilePath,
     contextDir: trigger.contextDir,
     tags: decision.tags,

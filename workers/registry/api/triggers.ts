@@ -184,7 +184,10 @@ function refFilterOf(value: unknown): RefFilter {
   }
   const filter = value as Record<string, unknown>;
   // A kind left out builds nothing of that kind: `{"branches": ["main"]}` builds main only.
-  return { branches: patternsOf("branches", filter.branches), tags: patternsOf("tags", filter.tags) };
+  return {
+    branches: patternsOf("branches", filter.branches),
+    tags: patternsOf("tags", filter.tags),
+  };
 }
 
 function patternsOf(kind: string, value: unknown): string[] {
@@ -216,7 +219,8 @@ function tagTemplatesOf(value: unknown): string[] {
 
 function branchName(value: unknown): string {
   if (typeof value !== "string") throw invalid("defaultBranch must be a string or null");
-  const problem = refPatternProblem(value) ?? (/[*?]/.test(value) ? "may not be a glob" : undefined);
+  const problem =
+    refPatternProblem(value) ?? (/[*?]/.test(value) ? "may not be a glob" : undefined);
   if (problem) throw invalid(`defaultBranch ${problem}`);
   return value;
 }

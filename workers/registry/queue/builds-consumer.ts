@@ -39,9 +39,9 @@ async function recordAndDispatch(env: Env, body: unknown, messageId: string): Pr
     return;
   }
   const objects = buildObjects(env);
-  await recordBuild(env.DB, request);
   const build = objects.build(request.buildId);
-  const state = await build.create(request);
+  // Independent writes, both idempotent: D1's index row and the build's own record.
+  const [, state] = await Promise.all([recordBuild(env.DB, request), build.create(request)]);
   if (!checked.ok) {
     await build.finish({ kind: "failed", error: `invalid build request: ${checked.problem}` });
     return;

@@ -36,7 +36,10 @@ function tarHeaderProblem(head: Uint8Array): string | undefined {
   const notTar = "the body is not a tar archive (for gzip, send Content-Type application/gzip)";
   if (head.length < SNIFF_BYTES) return notTar;
   if (head.every((byte) => byte === 0)) return "the tar archive is empty";
-  const field = new TextDecoder().decode(head.subarray(148, 156)).replace(/[\0 ]+$/, "").trim();
+  const field = new TextDecoder()
+    .decode(head.subarray(148, 156))
+    .replace(/[\0 ]+$/, "")
+    .trim();
   if (!/^[0-7]{1,7}$/.test(field)) return notTar;
   let sum = 0;
   for (let i = 0; i < SNIFF_BYTES; i++) sum += i >= 148 && i < 156 ? 0x20 : head[i]!;

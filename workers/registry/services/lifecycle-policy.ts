@@ -199,8 +199,10 @@ export async function pushNamespacePolicies(
   };
   await Promise.all(Array.from({ length: PUSH_CONCURRENCY }, worker));
   if (failed.length > 0) {
+    // The change is committed in D1; only the copy in some objects lags. 503 says "retry", and a
+    // retry of the same request pushes again (the objects keep the highest revision).
     throw new IdentityError(
-      "INTERNAL",
+      "UNAVAILABLE",
       `the change is saved, but ${failed.length} of ${repos.length} repositories could not be ` +
         "updated yet: send the same request again",
     );

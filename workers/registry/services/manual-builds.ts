@@ -5,7 +5,7 @@
 import { buildSourceKey } from "../../../schema/blob-keys.ts";
 import type { BuildRequest } from "../../../schema/builds.ts";
 import { namespaceOf, repositoryAccess } from "../auth/access.ts";
-import { type SourceFormat, SNIFF_BYTES, sourceProblem } from "./build-source-checks.ts";
+import { SNIFF_BYTES, type SourceFormat, sourceProblem } from "./build-source-checks.ts";
 import { actorOf, emit, type IdentityContext } from "./identity/context.ts";
 import { forbidden, IdentityError, invalid, notFound } from "./identity/errors.ts";
 
@@ -58,7 +58,9 @@ export async function startManualBuild(
     if (bytes.byteLength !== upload.size) throw lengthMismatch(upload.size);
     const problem = sourceProblem(upload.format, bytes);
     if (problem) throw invalid(problem);
-    await queueing.blobs.put(key, bytes, { httpMetadata: { contentType: CONTENT_TYPES.dockerfile } });
+    await queueing.blobs.put(key, bytes, {
+      httpMetadata: { contentType: CONTENT_TYPES.dockerfile },
+    });
   } else {
     // An archive is judged by its first header and streamed to R2 as it arrives.
     const { head, rest } = await readHead(upload.body, SNIFF_BYTES);
@@ -134,7 +136,9 @@ async function store(
   const piping = prepend(head, rest).pipeTo(sized.writable);
   try {
     await Promise.all([
-      blobs.put(key, sized.readable, { httpMetadata: { contentType: CONTENT_TYPES[upload.format] } }),
+      blobs.put(key, sized.readable, {
+        httpMetadata: { contentType: CONTENT_TYPES[upload.format] },
+      }),
       piping,
     ]);
   } catch (error) {

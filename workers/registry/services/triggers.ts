@@ -5,12 +5,7 @@ import { and, asc, eq, gt } from "drizzle-orm";
 import type { BuildTriggerProvider, RefFilter } from "../../../schema/build-triggers.ts";
 import { buildTriggers } from "../../../schema/db/d1.ts";
 import { namespaceOf } from "../auth/access.ts";
-import {
-  emit,
-  type IdentityContext,
-  ormOf,
-  requireRepositoryAdmin,
-} from "./identity/context.ts";
+import { emit, type IdentityContext, ormOf, requireRepositoryAdmin } from "./identity/context.ts";
 import { notFound } from "./identity/errors.ts";
 import { type Page, type PageRequest, toPage } from "./identity/pagination.ts";
 import { newWebhookSecret, sealWebhookSecret } from "./webhook-secrets.ts";
