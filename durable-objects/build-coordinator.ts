@@ -167,7 +167,10 @@ export class BuildCoordinator extends DurableObject<ObjectEnv> {
       return { changed: true, phase: "cancelled" };
     }
     // Not dispatched by this object: not yet handed over by the queue consumer, or already
-    // finished. Remember it first, so a request arriving meanwhile is not dispatched.
+    // finished. An outcome decided here but not yet delivered goes first (it wins over the
+    // cancel); otherwise remember the cancel first, so a request arriving meanwhile is not run.
+    const decided = this.sql.exec("SELECT 1 FROM finished WHERE build_id = ?", buildId).toArray();
+    if (decided.length > 0) await this.deliver(buildId).catch(() => undefined);
     this.sql.exec(
       "INSERT INTO finished (build_id, phase, at) VALUES (?, 'cancelled', ?) ON CONFLICT DO NOTHING",
       buildId,
@@ -469,7 +472,9 @@ export class BuildCoordinator extends DurableObject<ObjectEnv> {
         now + BUILD_TIMEOUT_MS,
         job.build_id,
       );
-      void this.startAttempt(job, attempt, host.hostId);
+      void this.startAttempt(job, attempt, host.hostId).catch((error: unknown) =>
+        console.error(`build ${job.build_id}: attempt ${attempt} failed to start`, error),
+      );
     }
     void this.scheduleAlarm();
   }

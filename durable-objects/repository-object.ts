@@ -703,8 +703,13 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
 
   override async alarm(): Promise<void> {
     const now = Date.now();
+    // Not while a writer holds the lease: a finishing upload may be registering the very object
+    // an expiry would delete.
     const expired = this.sql
-      .exec<UploadRow>("SELECT * FROM uploads WHERE expires_at <= ?", now)
+      .exec<UploadRow>(
+        "SELECT * FROM uploads WHERE expires_at <= ?1 AND COALESCE(lease_until, 0) <= ?1",
+        now,
+      )
       .toArray();
     for (const row of expired) {
       this.deleteUploadRows(row.id);
@@ -719,7 +724,9 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     const lifecycleDue = await this.lifecycle.onAlarm(now);
     if (lifecycleDue !== null) await this.scheduleAlarm(lifecycleDue);
     const next = this.sql
-      .exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM uploads")
+      .exec<{ at: number | null }>(
+        "SELECT MIN(MAX(expires_at, COALESCE(lease_until, 0))) AS at FROM uploads",
+      )
       .toArray()[0]?.at;
     if (next != null) await this.scheduleAlarm(next);
     if (!(await this.gc.flushEvents())) await this.scheduleAlarm(Date.now() + OUTBOX_RETRY_MS);

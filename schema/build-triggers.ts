@@ -32,6 +32,15 @@ const MAX_PATTERN_LENGTH = 255;
 const MAX_TEMPLATE_LENGTH = 200;
 const MAX_PATH_LENGTH = 1024;
 
+/** Whether the text holds an ASCII control character (C0 or DEL). */
+export function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
 // ---- refs -----------------------------------------------------------------------------------
 
 /** What a pushed ref names. */
@@ -53,7 +62,7 @@ export function refPatternProblem(pattern: string): string | undefined {
     return `must be 1 to ${MAX_PATTERN_LENGTH} characters`;
   }
   // Characters git forbids in ref names (git-check-ref-format), but `*` and `?` which are globs.
-  if (/[\s\\[~^:\x00-\x1f\x7f]/.test(pattern)) {
+  if (/[\s\\[~^:]/.test(pattern) || hasControlCharacter(pattern)) {
     return "may not contain whitespace, control characters or any of \\ [ ~ ^ :";
   }
   return undefined;
@@ -209,7 +218,7 @@ export function expandTagTemplates(templates: readonly string[], push: PushFacts
 export function normalizeSourcePath(path: string): { path: string } | { problem: string } {
   if (path.length > MAX_PATH_LENGTH) return { problem: `is longer than ${MAX_PATH_LENGTH}` };
   if (path.startsWith("/")) return { problem: "must be relative to the source root" };
-  if (/[\\\x00-\x1f\x7f]/.test(path)) {
+  if (path.includes("\\") || hasControlCharacter(path)) {
     return { problem: "may not contain backslashes or control characters" };
   }
   const segments = path.split("/").filter((segment) => segment !== "" && segment !== ".");
@@ -231,7 +240,9 @@ export function cloneUrlProblem(url: string): string | undefined {
   if (url.length === 0 || url.length > MAX_CLONE_URL_LENGTH) {
     return `must be 1 to ${MAX_CLONE_URL_LENGTH} characters`;
   }
-  if (/[\s\x00-\x1f\x7f]/.test(url)) return "may not contain whitespace or control characters";
+  if (/\s/.test(url) || hasControlCharacter(url)) {
+    return "may not contain whitespace or control characters";
+  }
   if (/^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:(?!\/\/)[^\s]+$/.test(url)) return undefined;
   let parsed: URL;
   try {

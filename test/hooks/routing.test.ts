@@ -1,14 +1,16 @@
 // What the hooks Worker answers before any signature is checked: unknown triggers (and triggers
 // of another provider) are one indistinguishable 404, oversized bodies 413, other methods 405;
 // and how long a delivery id is remembered.
-import { SELF } from "cloudflare:test";
+import { createExecutionContext, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { MAX_HOOK_BODY_BYTES } from "../../workers/hooks/hook-handler.ts";
+import { handleHook, MAX_HOOK_BODY_BYTES } from "../../workers/hooks/hook-handler.ts";
 import { DELIVERY_RETENTION_MS, sweepExpiredDeliveries } from "../../workers/hooks/hook-store.ts";
-import { signGithub } from "../../workers/hooks/signatures.ts";
+import { signGeneric, signGithub } from "../../workers/hooks/signatures.ts";
 import {
   deliveriesOf,
   expectNoBuildQueued,
+  generic,
+  genericPush,
   github,
   githubPush,
   gitlab,
@@ -116,5 +118,36 @@ describe("hook routing", () => {
       .run();
     expect(await sweepExpiredDeliveries(hooksEnv.DB, Date.now())).toBeGreaterThanOrEqual(1);
     expect(await deliveriesOf(stale.id)).toEqual([]);
+  });
+
+  it("answers 503 when the queue refuses the build, and forgets the delivery so a retry works", async () => {
+    const trigger = await makeTrigger({ provider: "generic" });
+    const body = genericPush("refs/heads/main");
+    const delivery = crypto.randomUUID();
+    const signature = await signGeneric(trigger.secret, body, Math.floor(Date.now() / 1000));
+    const request = new Request(hookUrl("generic", trigger.id), {
+      method: "POST",
+      body,
+      headers: { "X-Registry-Delivery": delivery, "X-Registry-Signature": signature },
+    });
+    // The queue is down: the one thing a test cannot make Miniflare's queue do.
+    const down: Queue = {
+      send: () => Promise.reject(new Error("queue unavailable")),
+      sendBatch: () => Promise.reject(new Error("queue unavailable")),
+    } as unknown as Queue;
+    const ctx = createExecutionContext();
+    const res = await handleHook(
+      request,
+      { ...hooksEnv, BUILDS: down },
+      ctx,
+      "generic",
+      trigger.id,
+    );
+    await waitOnExecutionContext(ctx);
+    expect(res.status).toBe(503);
+    expect(await deliveriesOf(trigger.id)).toEqual([]);
+    // The sender's retry of the same delivery is not a replay.
+    const retry = await generic(trigger, body, { delivery });
+    expect(retry.status).toBe(202);
   });
 });

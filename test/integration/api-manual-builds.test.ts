@@ -5,6 +5,8 @@
 import { env } from "cloudflare:test";
 import { beforeEach, describe, expect, it } from "vitest";
 import { buildSourceKey } from "../../schema/blob-keys.ts";
+import type { BuildRequest } from "../../schema/builds.ts";
+import { startManualBuild } from "../../workers/registry/services/manual-builds.ts";
 import {
   call,
   eventSince,
@@ -274,5 +276,49 @@ describe("manual builds", { timeout: 20_000 }, () => {
     }
     expect(events.slice(mark)).toEqual([]);
     expect(await storedSources()).toEqual(before);
+  });
+
+  it("refuses a body shorter than its Content-Length, storing nothing", async () => {
+    const f = await fixture();
+    const before = await storedSources();
+    const tar = tarOf("Dockerfile", DOCKERFILE);
+    for (const [body, type] of [
+      [tar, "application/x-tar"],
+      [DOCKERFILE, "text/plain"],
+    ] as const) {
+      const res = await call("POST", `/repositories/${f.repo}/builds`, {
+        as: f.owner,
+        raw: body,
+        headers: { "Content-Type": type, "Content-Length": String(lengthOf(body) + 10) },
+      });
+      const error = await expectApiError(res, 400);
+      expect(error.message).toMatch(/Content-Length announced/);
+    }
+    expect(await storedSources()).toEqual(before);
+  });
+
+  it("deletes the upload again when the queue refuses the build (503)", async () => {
+    const f = await fixture();
+    const before = await storedSources();
+    const down = {
+      send: () => Promise.reject(new Error("queue unavailable")),
+      sendBatch: () => Promise.reject(new Error("queue unavailable")),
+    } as unknown as Queue<BuildRequest>;
+    const bytes = new TextEncoder().encode(DOCKERFILE);
+    const mark = events.length;
+    const started = startManualBuild(
+      {
+        db: env.DB,
+        caller: { kind: "user", id: f.owner.id, name: f.owner.name, superuser: false },
+        events: { emit: (event) => events.push({ id: "x", at: 0, ...event }) },
+      },
+      { blobs: env.BLOBS, builds: down },
+      f.repo,
+      { format: "dockerfile", body: new Blob([bytes]).stream(), size: bytes.length },
+      { tags: ["latest"], dockerfilePath: "Dockerfile", contextDir: "." },
+    );
+    await expect(started).rejects.toMatchObject({ code: "UNAVAILABLE", status: 503 });
+    expect(await storedSources()).toEqual(before);
+    expect(events.slice(mark)).toEqual([]);
   });
 });

@@ -46,6 +46,13 @@ describe("fleet credentials API", () => {
     expect(JSON.stringify(listed)).not.toContain(created.credential);
 
     const host = await FakeHost.connect({ credential: created.credential });
+    await eventually(async () => {
+      const page = await expectJson<{ credentials: FleetCredentialView[] }>(
+        await apiAs(root, "GET", "/fleet/credentials?limit=100"),
+        200,
+      );
+      expect(page.credentials.find((c) => c.id === created.id)!.lastUsedAt).not.toBeNull();
+    });
     const revoked = await expectJson<FleetCredentialView>(
       await apiAs(root, "DELETE", `/fleet/credentials/${created.id}`),
       200,

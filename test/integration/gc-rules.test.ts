@@ -359,6 +359,26 @@ describe("races", () => {
     expect(mount.status).toBe(202);
   });
 
+  it("upload of an existing digest vs sweep: its revive holds the blob until its claim", async () => {
+    const first = uniqueRepo("gc");
+    const second = uniqueRepo("gc");
+    const bytes = randomBytes(1800);
+    const digest = (await pushBlob(first, bytes)) as Digest;
+    advance(GRACE_MS + 1);
+    await collect(first);
+    // Past the blob's grace: the next sweep would take it.
+    advance(GRACE_MS + 1);
+    // The upload found the stored copy (and revived it); a sweep runs before its link claim.
+    expect(await shard(digest).revive(digest)).toMatchObject({
+      collectableAt: Date.now() + GRACE_MS,
+    });
+    await sweep(digest);
+    expect(await blobRecord(digest)).not.toBeNull();
+    await pushBlob(second, bytes);
+    expect(await blobRecord(digest)).toMatchObject({ links: 1, collectableAt: null });
+    expect(await pullBlob(second, digest)).toEqual(bytes);
+  });
+
   it("two concurrent mounts of one blob count one link", async () => {
     const source = uniqueRepo("gc");
     const target = uniqueRepo("gc");

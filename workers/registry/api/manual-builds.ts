@@ -53,7 +53,7 @@ async function start(c: ApiContext, repository: string): Promise<Response> {
 }
 
 function formatOf(header: string | undefined): SourceFormat {
-  const type = header?.split(";")[0]!.trim().toLowerCase() ?? "";
+  const type = (header ?? "").split(";")[0]!.trim().toLowerCase();
   const format = FORMATS[type];
   if (!format) {
     throw new IdentityError(
