@@ -6,7 +6,7 @@
 //            project.default_branch}
 //   generic  payload {ref: "refs/heads/main", commit: "<40 or 64 hex>", defaultBranch?: "main"}
 // Also the delivery id each provider sends, which replay protection keys on.
-import type { BuildTriggerProvider } from "../../schema/build-triggers.ts";
+import { type BuildTriggerProvider, hasControlCharacter } from "../../schema/build-triggers.ts";
 
 export interface Push {
   ref: string;
@@ -132,7 +132,10 @@ function pushOf(
 /** A full ref name (`refs/…`) without spaces or control characters; "" when malformed. */
 function refOf(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
-  return value.startsWith("refs/") && value.length <= 255 && !/[\s\x00-\x1f\x7f]/.test(value)
+  return value.startsWith("refs/") &&
+    value.length <= 255 &&
+    !/\s/.test(value) &&
+    !hasControlCharacter(value)
     ? value
     : "";
 }
