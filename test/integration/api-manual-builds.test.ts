@@ -156,6 +156,13 @@ describe("manual builds", { timeout: 20_000 }, () => {
       source: { kind: "archive", format: "dockerfile", size: DOCKERFILE.length },
     });
 
+    // Recorded before it was queued: the id the 202 names answers at once.
+    const shown = await call("GET", `/repositories/${f.repo}/builds/${build.buildId}`, {
+      as: f.writer,
+    });
+    expect(shown.status).toBe(200);
+    expect(await json<{ id: string }>(shown)).toMatchObject({ id: build.buildId });
+
     const key = buildSourceKey(build.buildId);
     const stored = await env.BLOBS.get(key);
     expect(await stored!.text()).toBe(DOCKERFILE);
@@ -320,5 +327,10 @@ describe("manual builds", { timeout: 20_000 }, () => {
     await expect(started).rejects.toMatchObject({ code: "UNAVAILABLE", status: 503 });
     expect(await storedSources()).toEqual(before);
     expect(events.slice(mark)).toEqual([]);
+    // The row recorded before queueing is gone again: no build that can never run is listed.
+    const rows = await env.DB.prepare("SELECT id FROM builds WHERE repository = ?")
+      .bind(f.repo)
+      .all();
+    expect(rows.results).toEqual([]);
   });
 });

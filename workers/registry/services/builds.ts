@@ -200,6 +200,14 @@ export async function recordBuild(db: D1Database, request: BuildRequest): Promis
     .run();
 }
 
+/** Undoes `recordBuild` for a request that never reached the queue. */
+export async function forgetBuild(db: D1Database, buildId: string): Promise<void> {
+  await ormOf({ db } as IdentityContext)
+    .delete(builds)
+    .where(and(eq(builds.id, buildId), eq(builds.phase, "queued")))
+    .run();
+}
+
 // ---- views -----------------------------------------------------------------------------------
 
 export interface BuildView {

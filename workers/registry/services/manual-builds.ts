@@ -6,6 +6,7 @@ import { buildSourceKey } from "../../../schema/blob-keys.ts";
 import type { BuildRequest } from "../../../schema/builds.ts";
 import { namespaceOf, repositoryAccess } from "../auth/access.ts";
 import { SNIFF_BYTES, type SourceFormat, sourceProblem } from "./build-source-checks.ts";
+import { forgetBuild, recordBuild } from "./builds.ts";
 import { actorOf, emit, type IdentityContext } from "./identity/context.ts";
 import { forbidden, IdentityError, invalid, notFound } from "./identity/errors.ts";
 
@@ -82,10 +83,14 @@ export async function startManualBuild(
     requestedBy: actorOf(ctx.caller),
     requestedAt: Date.now(),
   };
+  // Recorded before it is queued, so `GET …/builds/<id>` answers as soon as the 202 names it
+  // (the consumer's insert of the same id is then a no-op).
+  await recordBuild(ctx.db, request);
   try {
     await queueing.builds.send(request, { contentType: "json" });
   } catch (error) {
     console.error(`build ${buildId} not queued`, error);
+    await forgetBuild(ctx.db, buildId).catch(() => {});
     await queueing.blobs.delete(key).catch(() => {});
     throw new IdentityError("UNAVAILABLE", "the build queue is unavailable; try again");
   }
