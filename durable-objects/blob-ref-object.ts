@@ -3,10 +3,11 @@
 // alarm deletes the blobs nothing has counted for a grace period (docs/garbage-collection.md).
 import { DurableObject } from "cloudflare:workers";
 import type { Digest } from "../schema/oci/reference.ts";
-import type { BlobRecord, RefDelta } from "../schema/rpc.ts";
+import type { BlobRecord, RefDelta, ShardGcStats } from "../schema/rpc.ts";
 import type { ObjectEnv } from "./env.ts";
 import { flushGcEvents, GC_EVENTS_TABLE, inChunks, recordGcEvent } from "./gc-events.ts";
 import { gcGraceMs } from "./gc-grace.ts";
+import { MeteredSql } from "./gc-stats.ts";
 import { migrate } from "./sql-migrations.ts";
 
 const MIGRATIONS = [
@@ -41,23 +42,29 @@ const RETRY_MS = 30_000;
 /** Blobs listed in one `blob.collect` event (the audit log bounds metadata size). */
 const BLOBS_PER_EVENT = 100;
 
-/** 256 shards per algorithm, named by the first two hex characters of the digest. */
-export function blobRefShardName(digest: string): string {
-  const colon = digest.indexOf(":");
-  return `${digest.slice(0, colon)}:${digest.slice(colon + 1, colon + 3)}`;
-}
+export { blobRefShardName } from "./blob-ref-shards.ts";
 
 type BlobRow = { size: number; refcount: number; links: number; due_at: number | null };
 
 export class BlobRefObject extends DurableObject<ObjectEnv> {
   private readonly sql: SqlStorage;
+  /** Every statement below goes through it: rows read and written are counted (gcStats). */
+  private readonly db: MeteredSql;
   private readonly graceMs: number;
+  private readonly work = {
+    sweeps: 0,
+    blobsSwept: 0,
+    bytesSwept: 0,
+    r2DeleteCalls: 0,
+    r2KeysDeleted: 0,
+  };
   /** The alarm as this object last set it (only this class sets it): arming needs no read. */
   private alarmAt: number | null = null;
 
   constructor(ctx: DurableObjectState, env: ObjectEnv) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    this.db = new MeteredSql(this.sql);
     this.graceMs = gcGraceMs(env);
     ctx.blockConcurrencyWhile(async () => {
       migrate(this.sql, MIGRATIONS);
@@ -68,12 +75,11 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
   get(digest: Digest): BlobRecord | null {
     const row = this.row(digest);
     if (!row) return null;
-    const copies = this.sql
-      .exec<{ region: string; r2_key: string }>(
+    const copies = this.db
+      .all<{ region: string; r2_key: string }>(
         "SELECT region, r2_key FROM copies WHERE digest = ? ORDER BY region",
         digest,
       )
-      .toArray()
       .map((copy) => ({ region: copy.region, key: copy.r2_key }));
     return {
       digest,
@@ -109,18 +115,16 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
   ): { key: string; created: boolean } {
     const now = Date.now();
     return this.ctx.storage.transactionSync(() => {
-      const existing = this.sql
-        .exec<{ r2_key: string }>(
-          "SELECT r2_key FROM copies WHERE digest = ? AND region = ?",
-          digest,
-          region,
-        )
-        .toArray()[0];
+      const existing = this.db.all<{ r2_key: string }>(
+        "SELECT r2_key FROM copies WHERE digest = ? AND region = ?",
+        digest,
+        region,
+      )[0];
       if (existing) {
         this.restartGrace(digest, now);
         return { key: existing.r2_key, created: false };
       }
-      this.sql.exec(
+      this.db.run(
         `INSERT INTO blobs (digest, size, refcount, created_at, updated_at) VALUES (?, ?, 0, ?, ?)
          ON CONFLICT (digest) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at`,
         digest,
@@ -128,7 +132,7 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
         now,
         now,
       );
-      this.sql.exec(
+      this.db.run(
         "INSERT INTO copies (digest, region, r2_key) VALUES (?, ?, ?)",
         digest,
         region,
@@ -148,18 +152,12 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
   claimLink(digest: Digest, key: string, claimId: string): { granted: boolean } {
     const now = Date.now();
     return this.ctx.storage.transactionSync(() => {
-      const copy = this.sql
-        .exec("SELECT 1 FROM copies WHERE digest = ? AND r2_key = ?", digest, key)
-        .toArray()[0];
-      if (!copy) return { granted: false };
+      if (!this.db.exists("SELECT 1 FROM copies WHERE digest = ? AND r2_key = ?", digest, key)) {
+        return { granted: false };
+      }
       // A claim id is used once; one seen before (granted, or already taken back) is refused.
-      const fresh = this.sql.exec(
-        "INSERT INTO applied_deltas (id, applied_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-        claimId,
-        now,
-      ).rowsWritten;
-      if (fresh === 0) return { granted: false };
-      this.sql.exec(
+      if (!this.remember(claimId, now)) return { granted: false };
+      this.db.run(
         "UPDATE blobs SET links = links + 1, due_at = NULL, updated_at = ? WHERE digest = ?",
         now,
         digest,
@@ -179,7 +177,7 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
         // Taking back a claim that never arrived: remembering its id refuses it forever.
         if (undoes !== undefined && this.remember(undoes, now)) continue;
         const column = kind === "link" ? "links" : "refcount";
-        this.sql.exec(
+        this.db.run(
           `INSERT INTO blobs (digest, size, refcount, links, created_at, updated_at)
            VALUES (?1, 0, ?2, ?3, ?4, ?4)
            ON CONFLICT (digest) DO UPDATE SET ${column} = ${column} + ?5, updated_at = ?4`,
@@ -194,9 +192,22 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
       }
       // Any change of references restarts the grace of a blob nothing counts any more.
       for (const digest of touched) this.restartGrace(digest, now);
-      this.sql.exec("DELETE FROM applied_deltas WHERE applied_at < ?", now - DELTA_MEMORY_MS);
+      this.db.run("DELETE FROM applied_deltas WHERE applied_at < ?", now - DELTA_MEMORY_MS);
     });
     return { applied };
+  }
+
+  /** The sweep work since the object started (see gc-stats.ts). */
+  gcStats(): ShardGcStats {
+    const pending = this.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM blobs WHERE due_at IS NOT NULL")
+      .one().n;
+    return {
+      ...this.work,
+      rowsRead: this.db.rowsRead,
+      rowsWritten: this.db.rowsWritten,
+      pending,
+    };
   }
 
   // ---- the sweep ------------------------------------------------------------------------------
@@ -225,30 +236,28 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
    */
   private markDue(now: number, limit: number): number {
     return this.ctx.storage.transactionSync(() => {
-      const due = this.sql
-        .exec<{ digest: string; size: number; refcount: number; links: number }>(
-          `SELECT digest, size, refcount, links FROM blobs
-           WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`,
-          now,
-          limit,
-        )
-        .toArray();
+      const due = this.db.all<{ digest: string; size: number; refcount: number; links: number }>(
+        `SELECT digest, size, refcount, links FROM blobs
+         WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?`,
+        now,
+        limit,
+      );
       const swept: { digest: string; size: number }[] = [];
       for (const blob of due) {
         if (blob.refcount + blob.links > 0) {
           // Unreachable while due_at is kept exact; never sweep a counted blob on a stale mark.
-          this.sql.exec("UPDATE blobs SET due_at = NULL WHERE digest = ?", blob.digest);
+          this.db.run("UPDATE blobs SET due_at = NULL WHERE digest = ?", blob.digest);
           continue;
         }
-        this.sql.exec(
+        this.db.run(
           `INSERT INTO doomed_copies (r2_key, digest, region, size)
            SELECT r2_key, digest, region, ? FROM copies WHERE digest = ?
            ON CONFLICT (r2_key) DO NOTHING`,
           blob.size,
           blob.digest,
         );
-        this.sql.exec("DELETE FROM copies WHERE digest = ?", blob.digest);
-        this.sql.exec("DELETE FROM blobs WHERE digest = ?", blob.digest);
+        this.db.run("DELETE FROM copies WHERE digest = ?", blob.digest);
+        this.db.run("DELETE FROM blobs WHERE digest = ?", blob.digest);
         swept.push({ digest: blob.digest, size: blob.size });
       }
       for (const chunk of inChunks(swept, BLOBS_PER_EVENT)) {
@@ -261,6 +270,9 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
           },
         });
       }
+      if (due.length > 0) this.work.sweeps++;
+      this.work.blobsSwept += swept.length;
+      this.work.bytesSwept += swept.reduce((sum, blob) => sum + blob.size, 0);
       return due.length;
     });
   }
@@ -268,28 +280,29 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
   /** Deletes the R2 objects of marked blobs; false when R2 failed (they stay for a retry). */
   private async deleteDoomed(): Promise<boolean> {
     for (;;) {
-      const keys = this.sql
-        .exec<{ r2_key: string }>("SELECT r2_key FROM doomed_copies LIMIT ?", SWEEP_BATCH)
-        .toArray()
+      const keys = this.db
+        .all<{ r2_key: string }>("SELECT r2_key FROM doomed_copies LIMIT ?", SWEEP_BATCH)
         .map((row) => row.r2_key);
       if (keys.length === 0) return true;
       // Should this object die during the call, the alarm returns and finishes the job.
       this.arm(Date.now() + RETRY_MS);
+      this.work.r2DeleteCalls++;
       try {
         await this.env.BLOBS.delete(keys);
       } catch (error) {
         console.error(`R2 delete of ${keys.length} swept blobs failed, will retry`, error);
         return false;
       }
-      for (const key of keys) this.sql.exec("DELETE FROM doomed_copies WHERE r2_key = ?", key);
+      this.work.r2KeysDeleted += keys.length;
+      for (const key of keys) this.db.run("DELETE FROM doomed_copies WHERE r2_key = ?", key);
     }
   }
 
   /** Sets the alarm for exactly the next work: due blobs, or a retry of what failed. */
   private scheduleNext(settled: boolean): void {
-    const due = this.sql
-      .exec<{ at: number | null }>("SELECT MIN(due_at) AS at FROM blobs WHERE due_at IS NOT NULL")
-      .toArray()[0]?.at;
+    const due = this.db.all<{ at: number | null }>(
+      "SELECT MIN(due_at) AS at FROM blobs WHERE due_at IS NOT NULL",
+    )[0]?.at;
     let next = due ?? null;
     if (!settled) next = Math.min(next ?? Number.POSITIVE_INFINITY, Date.now() + RETRY_MS);
     if (next === null) {
@@ -304,19 +317,20 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
   // ---- internals -----------------------------------------------------------------------------
 
   private row(digest: string): BlobRow | undefined {
-    return this.sql
-      .exec<BlobRow>("SELECT size, refcount, links, due_at FROM blobs WHERE digest = ?", digest)
-      .toArray()[0];
+    return this.db.all<BlobRow>(
+      "SELECT size, refcount, links, due_at FROM blobs WHERE digest = ?",
+      digest,
+    )[0];
   }
 
-  /** Records a delta id; false when it was seen before. */
+  /** Records a delta or claim id; false when it was seen before. */
   private remember(id: string, now: number): boolean {
     return (
-      this.sql.exec(
+      this.db.run(
         "INSERT INTO applied_deltas (id, applied_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
         id,
         now,
-      ).rowsWritten > 0
+      ) > 0
     );
   }
 
@@ -328,7 +342,7 @@ export class BlobRefObject extends DurableObject<ObjectEnv> {
       console.error(`blob ${digest} counted below zero (${row.refcount} refs, ${row.links} links)`);
     }
     const due = row.refcount + row.links > 0 ? null : now + this.graceMs;
-    this.sql.exec("UPDATE blobs SET due_at = ? WHERE digest = ?", due, digest);
+    this.db.run("UPDATE blobs SET due_at = ? WHERE digest = ?", due, digest);
     if (due !== null) this.arm(due);
   }
 

@@ -3,11 +3,12 @@
 // scan of the manifests or tags), and collected by the object's alarm. Also the link claims that
 // make each blob link count at the blob's BlobRefObject before it is committed.
 // The design and its race analysis: docs/garbage-collection.md.
-import type { BlobLink } from "../schema/rpc.ts";
-import { blobRefShardName } from "./blob-ref-object.ts";
+import type { BlobLink, RepositoryGcStats } from "../schema/rpc.ts";
+import { blobRefShardName } from "./blob-ref-shards.ts";
 import type { ObjectEnv } from "./env.ts";
 import { flushGcEvents, GC_EVENTS_TABLE, inChunks, recordGcEvent } from "./gc-events.ts";
 import { DEFAULT_GC_GRACE_SECONDS } from "./gc-grace.ts";
+import { MeteredSql } from "./gc-stats.ts";
 import { namespaceOfRepository } from "./namespace-object.ts";
 
 const LEGACY_GRACE_MS = DEFAULT_GC_GRACE_SECONDS * 1000;
@@ -75,18 +76,22 @@ export interface CollectionRun {
 export class RepositoryCollector {
   /** The earliest candidate queued since the alarm was last armed for candidates. */
   private unarmed: number | null = null;
+  private readonly db: MeteredSql;
+  private readonly work = { runs: 0, examined: 0, manifestsCollected: 0, linksRemoved: 0 };
 
   constructor(
     private readonly host: CollectorHost,
     /** The repository's name (the object is always reached by name), for audit events. */
     private readonly repository: string | undefined,
-  ) {}
+  ) {
+    this.db = new MeteredSql(host.sql);
+  }
 
   // ---- candidates: every change that may free something queues it ---------------------------
 
   /** Examine `digest` at `dueAt` (earlier wins), and never before `holdUntil`. */
   enqueue(kind: CandidateKind, digest: string, dueAt: number, holdUntil = 0): void {
-    this.host.sql.exec(
+    this.db.run(
       `INSERT INTO gc_candidates (kind, digest, due_at, hold_until) VALUES (?, ?, ?, ?)
        ON CONFLICT (kind, digest) DO UPDATE SET due_at = MIN(due_at, excluded.due_at),
          hold_until = MAX(hold_until, excluded.hold_until)`,
@@ -120,17 +125,17 @@ export class RepositoryCollector {
    * children, its referrers and its blobs' links, is examined now.
    */
   released(digest: string, now: number): void {
-    const refs = this.host.sql
-      .exec<{ target: string; kind: string }>(
-        "SELECT target, kind FROM manifest_refs WHERE manifest = ?",
-        digest,
-      )
-      .toArray();
-    for (const ref of refs)
+    const refs = this.db.all<{ target: string; kind: string }>(
+      "SELECT target, kind FROM manifest_refs WHERE manifest = ?",
+      digest,
+    );
+    for (const ref of refs) {
       this.enqueue(ref.kind === "blob" ? "link" : "manifest", ref.target, now);
-    const referrers = this.host.sql
-      .exec<{ digest: string }>("SELECT digest FROM manifests WHERE subject = ?", digest)
-      .toArray();
+    }
+    const referrers = this.db.all<{ digest: string }>(
+      "SELECT digest FROM manifests WHERE subject = ?",
+      digest,
+    );
     for (const referrer of referrers) this.enqueue("manifest", referrer.digest, now);
   }
 
@@ -143,11 +148,7 @@ export class RepositoryCollector {
   }
 
   nextDue(): number | null {
-    return (
-      this.host.sql
-        .exec<{ at: number | null }>("SELECT MIN(due_at) AS at FROM gc_candidates")
-        .toArray()[0]?.at ?? null
-    );
+    return this.db.all<{ at: number | null }>("SELECT MIN(due_at) AS at FROM gc_candidates")[0]!.at;
   }
 
   // ---- collection (the alarm) -----------------------------------------------------------------
@@ -157,24 +158,40 @@ export class RepositoryCollector {
     // The alarm sets itself for nextDue() when done: what this run queues needs no arming.
     this.unarmed = null;
     const run: CollectionRun = { manifests: 0, links: 0, more: false };
-    for (let examined = 0; examined < COLLECT_PER_ALARM; ) {
+    let examined = 0;
+    while (examined < COLLECT_PER_ALARM) {
       const batch = this.host.transactionSync(() => this.collectBatch(now, run));
-      if (batch === 0) return run;
+      if (batch === 0) break;
       examined += batch;
     }
-    run.more = (this.nextDue() ?? Number.POSITIVE_INFINITY) <= now;
+    if (examined > 0) this.work.runs++;
+    this.work.examined += examined;
+    this.work.manifestsCollected += run.manifests;
+    this.work.linksRemoved += run.links;
+    run.more = examined >= COLLECT_PER_ALARM && (this.nextDue() ?? Number.POSITIVE_INFINITY) <= now;
     return run;
   }
 
+  /** The collection work since the object started (see gc-stats.ts). */
+  stats(): RepositoryGcStats {
+    const pending = this.host.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM gc_candidates")
+      .one().n;
+    return {
+      ...this.work,
+      rowsRead: this.db.rowsRead,
+      rowsWritten: this.db.rowsWritten,
+      pending,
+    };
+  }
+
   private collectBatch(now: number, run: CollectionRun): number {
-    const due = this.host.sql
-      .exec<CandidateRow>(
-        `SELECT kind, digest, due_at, hold_until FROM gc_candidates
-         WHERE due_at <= ? ORDER BY due_at LIMIT ?`,
-        now,
-        COLLECT_BATCH,
-      )
-      .toArray();
+    const due = this.db.all<CandidateRow>(
+      `SELECT kind, digest, due_at, hold_until FROM gc_candidates
+       WHERE due_at <= ? ORDER BY due_at LIMIT ?`,
+      now,
+      COLLECT_BATCH,
+    );
     const unlinked: string[] = [];
     for (const candidate of due) {
       const next =
@@ -188,15 +205,16 @@ export class RepositoryCollector {
         else unlinked.push(candidate.digest);
       }
       if (typeof next === "number") {
-        this.host.sql.exec(
+        this.db.run(
           "UPDATE gc_candidates SET due_at = ? WHERE kind = ? AND digest = ?",
           next,
           candidate.kind,
           candidate.digest,
         );
       } else {
-        // Kept by something whose removal queues it again, or gone: nothing to wait for.
-        this.host.sql.exec(
+        // Kept by something whose removal queues it again, or gone: nothing to wait for. (A
+        // candidate queued again meanwhile has another due time, and stays.)
+        this.db.run(
           "DELETE FROM gc_candidates WHERE kind = ? AND digest = ? AND due_at = ?",
           candidate.kind,
           candidate.digest,
@@ -218,44 +236,36 @@ export class RepositoryCollector {
    * time-bound reason), "kept" / "absent" (nothing to wait for), or "collected".
    */
   private examineManifest(digest: string, now: number): number | "kept" | "absent" | "collected" {
-    const sql = this.host.sql;
-    const manifest = sql
-      .exec<{ subject: string | null; media_type: string; size: number }>(
-        "SELECT subject, media_type, size FROM manifests WHERE digest = ?",
-        digest,
-      )
-      .toArray()[0];
+    const manifest = this.db.all<{ subject: string | null; media_type: string; size: number }>(
+      "SELECT subject, media_type, size FROM manifests WHERE digest = ?",
+      digest,
+    )[0];
     if (!manifest) return "absent";
     const kept =
-      sql.exec("SELECT 1 FROM tags WHERE digest = ? AND end_ms IS NULL LIMIT 1", digest).toArray()
-        .length > 0 ||
-      sql
-        .exec("SELECT 1 FROM manifest_refs WHERE target = ? AND kind = 'manifest' LIMIT 1", digest)
-        .toArray().length > 0 ||
+      this.db.exists("SELECT 1 FROM tags WHERE digest = ? AND end_ms IS NULL LIMIT 1", digest) ||
+      this.db.exists(
+        "SELECT 1 FROM manifest_refs WHERE target = ? AND kind = 'manifest' LIMIT 1",
+        digest,
+      ) ||
       (manifest.subject !== null &&
-        sql.exec("SELECT 1 FROM manifests WHERE digest = ?", manifest.subject).toArray().length >
-          0);
+        this.db.exists("SELECT 1 FROM manifests WHERE digest = ?", manifest.subject));
     if (kept) return "kept";
-    const ended = sql
-      .exec<{ at: number | null }>(
-        "SELECT MAX(end_ms) AS at FROM tags WHERE digest = ? AND end_ms IS NOT NULL",
-        digest,
-      )
-      .toArray()[0]?.at;
-    if (ended != null && ended + this.host.retentionMs() > now) {
-      return ended + this.host.retentionMs();
-    }
+    const ended = this.db.all<{ at: number | null }>(
+      "SELECT MAX(end_ms) AS at FROM tags WHERE digest = ? AND end_ms IS NOT NULL",
+      digest,
+    )[0]?.at;
+    const retentionMs = this.host.retentionMs();
+    if (ended != null && ended + retentionMs > now) return ended + retentionMs;
+
     this.released(digest, now);
-    const blobs = sql
-      .exec<{ target: string }>(
-        "SELECT target FROM manifest_refs WHERE manifest = ? AND kind = 'blob'",
-        digest,
-      )
-      .toArray();
+    const blobs = this.db.all<{ target: string }>(
+      "SELECT target FROM manifest_refs WHERE manifest = ? AND kind = 'blob'",
+      digest,
+    );
     for (const blob of blobs) this.queueDelta(blob.target, -1, "ref", null, now);
-    sql.exec("DELETE FROM manifest_refs WHERE manifest = ?", digest);
-    sql.exec("DELETE FROM manifest_chunks WHERE digest = ?", digest);
-    sql.exec("DELETE FROM manifests WHERE digest = ?", digest);
+    this.db.run("DELETE FROM manifest_refs WHERE manifest = ?", digest);
+    this.db.run("DELETE FROM manifest_chunks WHERE digest = ?", digest);
+    this.db.run("DELETE FROM manifests WHERE digest = ?", digest);
     this.recordEvent("manifest.collect", {
       digest,
       mediaType: manifest.media_type,
@@ -267,16 +277,16 @@ export class RepositoryCollector {
 
   /** A link goes once no manifest of the repository references its blob (grace checked). */
   private examineLink(digest: string, now: number): "kept" | "absent" | "collected" {
-    const sql = this.host.sql;
-    if (sql.exec("SELECT 1 FROM blob_links WHERE digest = ?", digest).toArray().length === 0) {
-      return "absent";
+    if (!this.isLinked(digest)) return "absent";
+    if (
+      this.db.exists(
+        "SELECT 1 FROM manifest_refs WHERE target = ? AND kind = 'blob' LIMIT 1",
+        digest,
+      )
+    ) {
+      return "kept";
     }
-    const referenced =
-      sql
-        .exec("SELECT 1 FROM manifest_refs WHERE target = ? AND kind = 'blob' LIMIT 1", digest)
-        .toArray().length > 0;
-    if (referenced) return "kept";
-    sql.exec("DELETE FROM blob_links WHERE digest = ?", digest);
+    this.db.run("DELETE FROM blob_links WHERE digest = ?", digest);
     this.queueDelta(digest, -1, "link", null, now);
     return "collected";
   }
@@ -291,7 +301,7 @@ export class RepositoryCollector {
   async claimLink(link: BlobLink): Promise<LinkClaim> {
     if (this.isLinked(link.digest)) return { digest: link.digest, id: null, granted: true };
     const id = crypto.randomUUID();
-    this.host.sql.exec(
+    this.db.run(
       "INSERT INTO gc_claims (id, digest, created_at) VALUES (?, ?, ?)",
       id,
       link.digest,
@@ -315,9 +325,8 @@ export class RepositoryCollector {
    */
   settleClaim(claim: LinkClaim, commit: boolean, now: number): boolean {
     if (claim.id === null) return commit && this.isLinked(claim.digest);
-    const mine = this.host.sql.exec("DELETE FROM gc_claims WHERE id = ?", claim.id).rowsWritten > 0;
     // Not mine any more: the object restarted meanwhile and already took it back.
-    if (!mine) return false;
+    if (this.db.run("DELETE FROM gc_claims WHERE id = ?", claim.id) === 0) return false;
     const use = commit && claim.granted && !this.isLinked(claim.digest);
     if (!use) this.queueDelta(claim.digest, -1, "link", claim.id, now);
     return commit && claim.granted;
@@ -328,12 +337,10 @@ export class RepositoryCollector {
    * Returns how many (their compensations wait in the outbox).
    */
   recoverClaims(now: number): number {
-    const orphans = this.host.sql
-      .exec<{ id: string; digest: string }>("SELECT id, digest FROM gc_claims")
-      .toArray();
+    const orphans = this.db.all<{ id: string; digest: string }>("SELECT id, digest FROM gc_claims");
     for (const orphan of orphans) {
       this.queueDelta(orphan.digest, -1, "link", orphan.id, now);
-      this.host.sql.exec("DELETE FROM gc_claims WHERE id = ?", orphan.id);
+      this.db.run("DELETE FROM gc_claims WHERE id = ?", orphan.id);
     }
     return orphans.length;
   }
@@ -345,7 +352,7 @@ export class RepositoryCollector {
 
   /** The repository is being emptied: every link's count goes (before the links are deleted). */
   releaseAllLinks(now: number): void {
-    this.host.sql.exec(
+    this.db.run(
       `INSERT INTO ref_outbox (id, digest, delta, created_at, kind)
        SELECT lower(hex(randomblob(16))), digest, -1, ?, 'link' FROM blob_links`,
       now,
@@ -375,9 +382,7 @@ export class RepositoryCollector {
   // ---- internals -----------------------------------------------------------------------------
 
   private isLinked(digest: string): boolean {
-    return (
-      this.host.sql.exec("SELECT 1 FROM blob_links WHERE digest = ?", digest).toArray().length > 0
-    );
+    return this.db.exists("SELECT 1 FROM blob_links WHERE digest = ?", digest);
   }
 
   /** Into the object's reference outbox (delivered in insertion order by flushRefDeltas). */
@@ -388,7 +393,7 @@ export class RepositoryCollector {
     undoes: string | null,
     now: number,
   ): void {
-    this.host.sql.exec(
+    this.db.run(
       "INSERT INTO ref_outbox (id, digest, delta, created_at, kind, undoes) VALUES (?, ?, ?, ?, ?, ?)",
       crypto.randomUUID(),
       digest,

@@ -9,6 +9,7 @@ import type {
   ManifestRecord,
   PutManifestInput,
   RefDelta,
+  RepositoryGcStats,
   UploadPart,
   UploadSnapshot,
   UploadWrite,
@@ -674,11 +675,14 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
     return this.lifecycle.listHistory(query);
   }
 
-  restoreTag(
+  async restoreTag(
     tag: string,
     digest: Digest,
   ): Promise<LifecycleResult<{ moved: boolean; previousDigest: string | null }>> {
-    return this.lifecycle.restore(tag, digest);
+    const result = await this.lifecycle.restore(tag, digest);
+    // The lifetime a restore ends queued its manifest for the collector: arm the alarm for it.
+    await this.gc.arm();
+    return result;
   }
 
   eraseTagHistory(id: number): LifecycleResult<{ tag: string; digest: string }> {
@@ -688,6 +692,11 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
   /** How long ended tag lifetimes keep their manifests (the namespace's window, default 14 days). */
   private retentionMs(): number {
     return this.lifecycle.retentionMs();
+  }
+
+  /** Garbage collection work since this object started: what it cost, for explaining it. */
+  gcStats(): RepositoryGcStats {
+    return this.gc.stats();
   }
 
   /**

@@ -114,3 +114,32 @@ export interface QuotaView {
 export type QuotaAdmission =
   | { admitted: true }
   | { admitted: false; usageBytes: number; limitBytes: number; newBytes: number };
+
+// ---- garbage collection's counters (gcStats(); kept in memory since the object started) -----
+
+/** A RepositoryObject's collection work since it started. */
+export interface RepositoryGcStats {
+  /** Alarm runs that examined candidates. */
+  runs: number;
+  /** Candidates examined (each a few indexed lookups). */
+  examined: number;
+  manifestsCollected: number;
+  linksRemoved: number;
+  rowsRead: number;
+  rowsWritten: number;
+  /** Candidates waiting (due now or later). */
+  pending: number;
+}
+
+/** A BlobRefObject's sweep work since it started. */
+export interface ShardGcStats {
+  sweeps: number;
+  blobsSwept: number;
+  bytesSwept: number;
+  r2DeleteCalls: number;
+  r2KeysDeleted: number;
+  rowsRead: number;
+  rowsWritten: number;
+  /** Blobs nothing counts, waiting for their grace to end. */
+  pending: number;
+}

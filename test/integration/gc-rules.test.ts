@@ -202,6 +202,28 @@ describe("manifests", () => {
     expect(await blobStatus(repo, child.config)).toBe(404);
   });
 
+  it("collects at once what an erased history entry or a shorter window no longer keeps", async () => {
+    const repo = uniqueRepo("gc");
+    const erased = await pushImage(repo, { tag: "v1" });
+    const shrunk = await pushImage(repo, { tag: "v2" });
+    await deleteReference(repo, "v1");
+    await deleteReference(repo, "v2");
+    advance(2 * GRACE_MS);
+    await collect(repo);
+    expect(await hasManifest(repo, erased.digest)).toBe(true);
+    expect(await hasManifest(repo, shrunk.digest)).toBe(true);
+
+    const history = await repository(repo).listTagHistory({ tag: "v1", limit: 10, beforeId: null });
+    expect((await repository(repo).eraseTagHistory(history.entries[0]!.id)).ok).toBe(true);
+    await collect(repo);
+    expect(await hasManifest(repo, erased.digest)).toBe(false);
+    expect(await hasManifest(repo, shrunk.digest)).toBe(true);
+
+    await setRetention(repo, 0);
+    await collect(repo);
+    expect(await hasManifest(repo, shrunk.digest)).toBe(false);
+  });
+
   it("extends the grace of a manifest pushed again (its index comes next)", async () => {
     const repo = uniqueRepo("gc");
     const child = await pushImage(repo);
@@ -260,6 +282,30 @@ describe("blobs", () => {
     const record = await blobRecord(digest);
     expect(record?.copies[0]?.key).not.toBe(oldKey);
     expect(await pullBlob(repo, digest)).toEqual(bytes);
+  });
+
+  it("expires an abandoned upload session with its bytes, never one a writer holds", async () => {
+    const repo = uniqueRepo("gc");
+    const start = await api(`/v2/${repo}/blobs/uploads/`, { method: "POST" });
+    const location = start.headers.get("Location")!;
+    const id = location.split("/").at(-1)!;
+    expect((await api(location, { method: "PATCH", body: randomBytes(5000) })).status).toBe(202);
+    const stub = repository(repo);
+    // A writer (a finishing PUT) holds the lease when the session's time runs out.
+    const write = await stub.beginUploadWrite(id, null);
+    expect(write.ok).toBe(true);
+    const key = write.ok ? write.session.key : "";
+    await runInDurableObject(stub, (_object: RepositoryObject, state) => {
+      state.storage.sql.exec("UPDATE uploads SET expires_at = 0 WHERE id = ?", id);
+    });
+    await collect(repo);
+    expect(await env.BLOBS.head(key)).not.toBeNull();
+    expect((await stub.getUpload(id)).ok).toBe(true);
+    // Abandoned: the writer never came back; once its lease lapses the session goes.
+    advance(31 * 60 * 1000);
+    await collect(repo);
+    expect((await stub.getUpload(id)).ok).toBe(false);
+    expect(await env.BLOBS.head(key)).toBeNull();
   });
 
   it("keeps a blob another repository still references", async () => {
