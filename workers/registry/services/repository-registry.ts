@@ -10,7 +10,7 @@ import {
   teams,
   type Visibility,
 } from "../../../schema/db/d1.ts";
-import { namespaceOf, orgRoleOf } from "../auth/access.ts";
+import { namespaceOf } from "../auth/access.ts";
 import type { Principal } from "../auth/principals.ts";
 
 /**

@@ -141,7 +141,7 @@ export class UploadService {
     if (actual !== null && actual !== digestHex(digest)) {
       await (stored
         ? this.deps.bucket.delete(progress.key)
-        : discardUpload(this.deps.bucket, progress));
+        : discardUpload(progress));
       await repo.cancelUpload(id);
       throw new RegistryError("DIGEST_INVALID", undefined, { detail: { digest } });
     }
@@ -253,7 +253,7 @@ export class UploadService {
     const drop = () =>
       alreadyStored
         ? this.deps.bucket.delete(progress.key)
-        : discardUpload(this.deps.bucket, progress);
+        : discardUpload(progress);
     // Revived: the stored copy's grace starts again, so the link claim that follows finds it.
     const existing = await refs.revive(digest);
     const copy = existing?.copies.find((c) => c.region === PRIMARY_REGION);

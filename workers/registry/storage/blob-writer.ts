@@ -139,6 +139,6 @@ export async function storeBlob(bucket: R2Bucket, progress: WriteProgress): Prom
   await progress.multipart.complete(parts);
 }
 
-export async function discardUpload(bucket: R2Bucket, progress: WriteProgress): Promise<void> {
+export async function discardUpload(progress: WriteProgress): Promise<void> {
   await progress.multipart?.abort().catch(() => undefined);
 }

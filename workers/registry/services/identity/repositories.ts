@@ -11,8 +11,7 @@ import {
   teams,
   type Visibility,
 } from "../../../../schema/db/d1.ts";
-import { parseManifest } from "../../../../schema/oci/manifest.ts";
-import type { Digest, RepositoryName } from "../../../../schema/oci/reference.ts";
+import type { RepositoryName } from "../../../../schema/oci/reference.ts";
 import { type Action, ALL_ACTIONS, namespaceOf, repositoryAccess } from "../../auth/access.ts";
 import type { ObjectDirectory } from "../../storage/repository-stubs.ts";
 import { ensureRepository } from "../repository-registry.ts";
