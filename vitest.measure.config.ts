@@ -1,5 +1,5 @@
 // Measurements that must run on workerd (not tests: they report figures and assert nothing).
-// `npm run bench:auth`.
+// `npm run bench:workerd`.
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { generateSigningJwk } from "./scripts/local-secrets.ts";

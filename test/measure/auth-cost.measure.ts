@@ -1,6 +1,6 @@
 // Measures, on workerd, what authorization adds to a request: verifying a registry token (first
 // use and cached), checking its scope, and the HTTP Basic path with its credential cache. Run by
-// `npm run bench:auth`; it reports figures and asserts nothing (it is not a timed test).
+// `npm run bench:workerd`; it reports figures and asserts nothing (it is not a timed test).
 import { env, SELF } from "cloudflare:test";
 import { expect, it } from "vitest";
 import { registryAuth } from "../../workers/registry/auth/registry-auth.ts";
