@@ -139,17 +139,10 @@ async function main(): Promise<number> {
         readyTimeoutMs: 120_000,
       });
       try {
-        const warm = await bench.build(driver, "warm-up");
-        console.error(
-          `${driver}: warm-up: running after ${warm.toRunningMs} ms, pushed after ${warm.toPushedMs} ms`,
-        );
-        for (let i = 1; i <= runs; i++) {
-          const run = await bench.build(driver, `run ${i}`);
-          console.error(
-            `${driver}: run ${i}/${runs}: running after ${run.toRunningMs} ms, pushed after ${run.toPushedMs} ms`,
-          );
-          all.push(run);
-        }
+        await measureDriver(bench, driver, runs, all);
+      } catch (error) {
+        const output = host.output().trimEnd().split("\n").slice(-30).join("\n");
+        throw new Error(`${(error as Error).message}\nthe fleet host's last output:\n${output}`);
       } finally {
         await host.stop();
         await host.cleanup();
@@ -175,6 +168,26 @@ async function main(): Promise<number> {
   );
   console.error(`raw measurements: ${path.relative(process.cwd(), file)}`);
   return 0;
+}
+
+/** One warm-up build (not counted), then `runs` measured ones, added to `all`. */
+async function measureDriver(
+  bench: Bench,
+  driver: Driver,
+  runs: number,
+  all: Run[],
+): Promise<void> {
+  const warm = await bench.build(driver, "warm-up");
+  console.error(
+    `${driver}: warm-up: running after ${warm.toRunningMs} ms, pushed after ${warm.toPushedMs} ms`,
+  );
+  for (let i = 1; i <= runs; i++) {
+    const run = await bench.build(driver, `run ${i}`);
+    console.error(
+      `${driver}: run ${i}/${runs}: running after ${run.toRunningMs} ms, pushed after ${run.toPushedMs} ms`,
+    );
+    all.push(run);
+  }
 }
 
 /** The registry, the git repository, the base image and the trigger every run shares. */
@@ -267,19 +280,33 @@ class Bench {
     });
     const acceptedAt = performance.timeOrigin + performance.now();
     const { buildId } = await expectJson<{ buildId: string }>(hook.response, 202);
-    const build = await waitForBuild(
-      this.#api,
-      this.#repository,
-      buildId,
-      isFinished,
-      300_000,
-      100,
-    );
+    let build: BuildDetail;
+    try {
+      build = await waitForBuild(this.#api, this.#repository, buildId, isFinished, 180_000, 100);
+    } catch (error) {
+      throw new Error(
+        `${driver} ${label}: ${(error as Error).message}\n${await this.#logTail(buildId)}`,
+      );
+    }
     if (build.phase !== "complete") {
-      throw new Error(`${driver} ${label}: build ${buildId} ended ${build.phase}: ${build.error}`);
+      throw new Error(
+        `${driver} ${label}: build ${buildId} ended ${build.phase}: ${build.error}\n${await this.#logTail(buildId)}`,
+      );
     }
     const { lines } = await readBuildLog(this.#api, this.#repository, buildId, 1000);
     return measure(driver, build, lines, hook.sentAt, acceptedAt);
+  }
+
+  /** The build's last log lines so far, for a failure message. */
+  async #logTail(buildId: string): Promise<string> {
+    const page = await expectJson<{ lines: BuildLogEntry[] }>(
+      this.#api(`/repositories/${this.#repository}/builds/${buildId}/logs?limit=1000`),
+      200,
+    );
+    return page.lines
+      .slice(-30)
+      .map((l) => `  ${new Date(l.at).toISOString()} ${l.stream} ${l.text}`)
+      .join("\n");
   }
 
   stop(): Promise<void> {

@@ -139,9 +139,7 @@ export class UploadService {
     }
     const stored = session.storedSha256 !== null && progress.key === session.key;
     if (actual !== null && actual !== digestHex(digest)) {
-      await (stored
-        ? this.deps.bucket.delete(progress.key)
-        : discardUpload(progress));
+      await (stored ? this.deps.bucket.delete(progress.key) : discardUpload(progress));
       await repo.cancelUpload(id);
       throw new RegistryError("DIGEST_INVALID", undefined, { detail: { digest } });
     }
@@ -251,9 +249,7 @@ export class UploadService {
     const refs = this.deps.objects.blobRef(digest);
     const size = progress.offset;
     const drop = () =>
-      alreadyStored
-        ? this.deps.bucket.delete(progress.key)
-        : discardUpload(progress);
+      alreadyStored ? this.deps.bucket.delete(progress.key) : discardUpload(progress);
     // Revived: the stored copy's grace starts again, so the link claim that follows finds it.
     const existing = await refs.revive(digest);
     const copy = existing?.copies.find((c) => c.region === PRIMARY_REGION);
