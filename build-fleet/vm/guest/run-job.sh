@@ -30,48 +30,14 @@ port() {
   return 1
 }
 
-# The guest's CPU time outside idle and I/O wait, in USER_HZ ticks (1/100 s), from /proc/stat.
-busy_ticks() {
-  read -r _ user nice system _ _ irq softirq steal _ </proc/stat
-  echo $((user + nice + system + irq + softirq + steal))
-}
-
-# What every task is doing (kernel stacks for those in D state), on the console the driver keeps
-# when a build fails: the evidence for a hang that leaves the build log silent.
-dump_tasks() {
-  say "idle without output for $1 s; tasks:"
-  for dir in /proc/[0-9]*; do
-    stat=""
-    read -r stat <"$dir/stat" 2>/dev/null || continue
-    wchan=""
-    read -r wchan <"$dir/wchan" 2>/dev/null || true
-    # shellcheck disable=SC2086 # splitting pid (comm) state ppid is the point
-    set -- $stat
-    say "  $1 $2 $3 ppid=$4 wchan=$wchan"
-    [ "$3" = D ] && while read -r frame; do say "      $frame"; done <"$dir/stack" 2>/dev/null
-  done
-}
-
-# Every HEARTBEAT_S: `beat <busy ticks>` on the heartbeat port. The driver's stall watchdog counts
-# a beat as progress only when the guest used CPU since the last one, so a long silent compile is
-# alive while a deadlocked build (everything asleep, no output) is not. Tasks are dumped to the
-# console after IDLE_DUMP_BEATS idle beats, at most 3 times per VM.
+# Every HEARTBEAT_S while the agent runs: `beat <uptime>` on the heartbeat port, the sign of life
+# the driver's stall watchdog (vm/stall-watchdog.ts) needs through a long silent step.
 HEARTBEAT_S=10
-IDLE_DUMP_BEATS=3
-BUSY_TICKS_PER_BEAT=20 # 0.2 CPU-seconds; must match HEARTBEAT_BUSY_TICKS in drivers/kvm.ts
 heartbeat() {
-  last=$(busy_ticks)
-  idle=0
-  dumps=0
-  while sleep "$HEARTBEAT_S"; do
-    now=$(busy_ticks)
-    echo "beat $now" || return 0
-    if [ $((now - last)) -lt "$BUSY_TICKS_PER_BEAT" ]; then idle=$((idle + 1)); else idle=0; fi
-    last=$now
-    if [ "$idle" -eq "$IDLE_DUMP_BEATS" ] && [ "$dumps" -lt 3 ]; then
-      dumps=$((dumps + 1))
-      dump_tasks $((idle * HEARTBEAT_S))
-    fi
+  while :; do
+    read -r up _ </proc/uptime
+    echo "beat $up" || return 0
+    sleep "$HEARTBEAT_S"
   done
 }
 
