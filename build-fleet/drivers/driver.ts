@@ -20,7 +20,8 @@ export interface SandboxJob {
 
 /** A line the agent (or the build it runs) printed; control lines are never passed as logs. */
 export interface SandboxLogLine {
-  stream: "stdout" | "stderr";
+  /** `system`: written by the driver about the sandbox (e.g. a failed VM's console), not the build. */
+  stream: "stdout" | "stderr" | "system";
   text: string;
 }
 

@@ -382,7 +382,7 @@ export class KvmDriver implements SandboxDriver {
     options: SandboxRunOptions,
   ): Promise<void> {
     const consoleText = await readTail(join(vmDir, "console.log"));
-    const log = (text: string) => options.onLog({ stream: "stderr", text });
+    const log = (text: string) => options.onLog({ stream: "system", text });
     for (const line of lastLines(failed.qemuErrors.join("\n"))) log(`qemu: ${line}`);
     const tail = lastLines(consoleText);
     if (tail.length > 0) log(`vm: the guest console's last ${tail.length} lines:`);
