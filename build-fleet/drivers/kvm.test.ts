@@ -438,7 +438,7 @@ describe.skipIf(skip !== undefined)("kvm driver", () => {
       imageDir,
       workDir: vmDir,
       memoryMiB: 1024,
-      stallTimeoutMs: 15_000,
+      stallTimeoutMs: 20_000,
     });
     const { jobDir } = await makeJobDir(workDir, {
       busybox: busybox!,
@@ -453,7 +453,7 @@ describe.skipIf(skip !== undefined)("kvm driver", () => {
       { buildId: "quiet-1", attempt: 1, jobDir, timeoutMs: 240_000 },
       { onLog: (line) => logs.push(line), signal: new AbortController().signal },
     );
-    expect(result, text(logs)).toMatchObject({ ok: true });
+    expect(result, `${JSON.stringify(result)}\n${text(logs)}`).toMatchObject({ ok: true });
     expect(text(logs)).toContain("done waiting");
   });
 });

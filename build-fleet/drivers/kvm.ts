@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 
 import { readJobNonce } from "../agent/job-dir.ts";
 import { AgentOutputReader } from "../agent/protocol.ts";
+import { findTool } from "../lib/find-tool.ts";
 import { run } from "../lib/process.ts";
 import { probeAccel } from "../vm/accel-probe.ts";
 import { type BuilderImage, DEFAULT_IMAGE_DIR, findBuilderImage } from "../vm/builder-image.ts";
@@ -119,10 +120,10 @@ export class KvmDriver implements SandboxDriver {
   async available(): Promise<DriverAvailability> {
     try {
       const qemu = this.#qemu();
-      if (!(await isExecutable(qemu, this.#env().PATH ?? ""))) {
+      if ((await findTool(qemu, this.#env().PATH ?? "")) === undefined) {
         return { ok: false, reason: `${qemu} is missing: apt-get install qemu-system-x86` };
       }
-      if (!(await isExecutable("setpriv", this.#env().PATH ?? ""))) {
+      if ((await findTool("setpriv", this.#env().PATH ?? "")) === undefined) {
         return { ok: false, reason: "setpriv is missing: apt-get install util-linux" };
       }
       const found = await findBuilderImage(this.#imageDir());
@@ -512,21 +513,6 @@ function listenOnce(path: string, onData: (chunk: Buffer) => void): Promise<LogS
 function keepTail(lines: string[], line: string): void {
   lines.push(line);
   if (lines.length > DIAGNOSTIC_LINES) lines.shift();
-}
-
-async function isExecutable(command: string, path: string): Promise<boolean> {
-  const candidates = command.includes("/")
-    ? [command]
-    : path.split(":").map((dir) => join(dir, command));
-  for (const candidate of candidates) {
-    try {
-      await access(candidate, constants.X_OK);
-      return true;
-    } catch {
-      // Not here.
-    }
-  }
-  return false;
 }
 
 async function isReadable(path: string): Promise<boolean> {

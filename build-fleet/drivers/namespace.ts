@@ -3,13 +3,13 @@
 // with read-only /usr, a private /etc, no network, its own pid/ipc/uts/cgroup namespaces, and only
 // the job's directories. For laptops and CI: a kernel bug is an escape, hence the loud warning.
 import { type ChildProcess, spawn } from "node:child_process";
-import { constants } from "node:fs";
-import { access, chmod, lstat, mkdir, mkdtemp, readlink, rm, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, mkdtemp, readlink, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 import { readJobNonce } from "../agent/job-dir.ts";
 import { AgentOutputReader } from "../agent/protocol.ts";
+import { findTool } from "../lib/find-tool.ts";
 import { run } from "../lib/process.ts";
 import type {
   DriverAvailability,
@@ -375,20 +375,6 @@ async function rootLinkArgs(): Promise<string[]> {
     }
   }
   return args;
-}
-
-async function findTool(name: string, path: string): Promise<string | undefined> {
-  for (const dir of path.split(":")) {
-    if (dir === "") continue;
-    const candidate = join(dir, name);
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // Not in this directory.
-    }
-  }
-  return undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The kvm driver's no-progress watchdog. A VM that sends nothing for `stallTimeoutMs` (no log
 // line, no control line, no heartbeat) is wedged: without this it would hold its slot until the
-// job's wall-clock limit (an hour). guest/run-job.sh sends a heartbeat every 10 s while the agent
+// job's wall-clock limit (an hour). guest/run-job.sh sends a heartbeat every 3 s while the agent
 // runs, so a long silent step is still alive; a hang inside a live guest is left to the timeout.
 //
 // Why heartbeats are liveness only, not "the guest used CPU": while any RUN step runs, buildah

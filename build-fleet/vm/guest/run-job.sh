@@ -32,7 +32,7 @@ port() {
 
 # Every HEARTBEAT_S while the agent runs: `beat <uptime>` on the heartbeat port, the sign of life
 # the driver's stall watchdog (vm/stall-watchdog.ts) needs through a long silent step.
-HEARTBEAT_S=10
+HEARTBEAT_S=3
 heartbeat() {
   while :; do
     read -r up _ </proc/uptime
