@@ -3,7 +3,8 @@
 // scan of the manifests or tags), and collected by the object's alarm. Also the link claims that
 // make each blob link count at the blob's BlobRefObject before it is committed.
 // The design and its race analysis: docs/garbage-collection.md.
-import type { BlobLink, RepositoryGcStats } from "../schema/rpc.ts";
+import type { Digest } from "../schema/oci/reference.ts";
+import type { BlobLink, ManifestRetention, RepositoryGcStats } from "../schema/rpc.ts";
 import { blobRefShardName } from "./blob-ref-shards.ts";
 import type { ObjectEnv } from "./env.ts";
 import { flushGcEvents, GC_EVENTS_TABLE, inChunks, recordGcEvent } from "./gc-events.ts";
@@ -182,6 +183,57 @@ export class RepositoryCollector {
       rowsRead: this.db.rowsRead,
       rowsWritten: this.db.rowsWritten,
       pending,
+    };
+  }
+
+  /** Each rule `examineManifest` weighs, for `digest` at `now`; null if it is not stored. */
+  explain(digest: string, now: number): ManifestRetention | null {
+    const manifest = this.host.sql
+      .exec<{ subject: string | null }>("SELECT subject FROM manifests WHERE digest = ?", digest)
+      .toArray()[0];
+    if (!manifest) return null;
+    const column = <T>(query: string, ...bindings: unknown[]): T[] =>
+      this.host.sql
+        .exec<{ value: SqlStorageValue }>(query, ...bindings)
+        .toArray()
+        .map((row) => row.value as T);
+    const tags = column<string>(
+      "SELECT name AS value FROM tags WHERE digest = ? AND end_ms IS NULL ORDER BY name LIMIT 100",
+      digest,
+    );
+    const parents = column<string>(
+      `SELECT manifest AS value FROM manifest_refs WHERE target = ? AND kind = 'manifest'
+       ORDER BY manifest LIMIT 100`,
+      digest,
+    );
+    const subject =
+      manifest.subject !== null &&
+      column<number>("SELECT 1 AS value FROM manifests WHERE digest = ?", manifest.subject).length >
+        0
+        ? manifest.subject
+        : null;
+    const ended = column<number | null>(
+      "SELECT MAX(end_ms) AS value FROM tags WHERE digest = ? AND end_ms IS NOT NULL",
+      digest,
+    )[0];
+    const historyEnd = ended == null ? null : ended + this.host.retentionMs();
+    const historyUntil = historyEnd !== null && historyEnd > now ? historyEnd : null;
+    const hold = column<number>(
+      "SELECT hold_until AS value FROM gc_candidates WHERE kind = 'manifest' AND digest = ?",
+      digest,
+    )[0];
+    const pushGraceUntil = hold !== undefined && hold > now ? hold : null;
+    const permanent = tags.length > 0 || parents.length > 0 || subject !== null;
+    const timed = Math.max(historyUntil ?? 0, pushGraceUntil ?? 0);
+    return {
+      digest: digest as Digest,
+      kept: permanent || timed > 0,
+      tags,
+      parents,
+      subject,
+      historyUntil,
+      pushGraceUntil,
+      collectableAt: !permanent && timed > 0 ? timed : null,
     };
   }
 

@@ -7,6 +7,7 @@ import type { Digest } from "../schema/oci/reference.ts";
 import type {
   BlobLink,
   ManifestRecord,
+  ManifestRetention,
   PutManifestInput,
   RefDelta,
   RepositoryGcStats,
@@ -697,6 +698,11 @@ export class RepositoryObject extends DurableObject<ObjectEnv> {
   /** Garbage collection work since this object started: what it cost, for explaining it. */
   gcStats(): RepositoryGcStats {
     return this.gc.stats();
+  }
+
+  /** Why `digest` is still stored (each rule the collector weighs); null if it is not. */
+  explainRetention(digest: Digest): ManifestRetention | null {
+    return this.gc.explain(digest, Date.now());
   }
 
   /**

@@ -118,6 +118,31 @@ export type QuotaAdmission =
 // ---- garbage collection's counters (gcStats(); kept in memory since the object started) -----
 
 /** A RepositoryObject's collection work since it started. */
+/**
+ * Why a repository still stores a manifest: each rule garbage collection weighs (see
+ * docs/garbage-collection.md), so "why is this not collected?" has an answer.
+ */
+export interface ManifestRetention {
+  digest: Digest;
+  /** False when no rule keeps it: the collector removes it at its next look. */
+  kept: boolean;
+  /** Current tags pointing at it (at most 100). */
+  tags: string[];
+  /** Indexes or lists of the repository that list it (at most 100). */
+  parents: string[];
+  /** The subject it refers to, when the repository stores that subject. */
+  subject: string | null;
+  /** A tag left it inside the retention window: kept until then (ms since the epoch). */
+  historyUntil: number | null;
+  /** Pushed less than the grace ago: kept until then (ms since the epoch). */
+  pushGraceUntil: number | null;
+  /**
+   * When nothing but time keeps it: the moment it becomes collectable (ms since the epoch);
+   * null while a tag, a parent or its subject keeps it, or when it is not kept at all.
+   */
+  collectableAt: number | null;
+}
+
 export interface RepositoryGcStats {
   /** Alarm runs that examined candidates. */
   runs: number;

@@ -6,6 +6,7 @@
 import { pullSubroutes } from "./audit-logs.ts";
 import { buildSubroutes } from "./builds.ts";
 import type { ApiContext } from "./context.ts";
+import { manifestRetentionSubroutes } from "./manifest-retention.ts";
 import { manualBuildSubroutes } from "./manual-builds.ts";
 import { permissionSubroutes } from "./permissions.ts";
 import { tagLifecycleSubroutes } from "./tag-lifecycle.ts";
@@ -27,6 +28,7 @@ const SUBROUTES: readonly RepositorySubroute[] = [
   ...manualBuildSubroutes,
   ...buildSubroutes,
   ...tagLifecycleSubroutes,
+  ...manifestRetentionSubroutes,
 ];
 
 /** The handler of the sub-resource `path` addresses, or undefined when it names a repository. */
