@@ -154,3 +154,33 @@ export type BuildWatchMessage =
   | { type: "lines"; lines: BuildLogEntry[] }
   | { type: "phase"; phase: BuildPhase; at: number; attempt: number; detail?: string }
   | { type: "end"; phase: BuildPhase; digest?: string; error?: string };
+
+// ---- what the builds API answers (workers/registry/api/builds.ts; read by the CLI) ------------
+
+/** One build as the API shows it; an upload's storage key is not shown. */
+export interface BuildView {
+  id: string;
+  repository: string;
+  triggerId: string | null;
+  phase: BuildPhase;
+  source:
+    | { kind: "git"; cloneUrl: string; ref: string; commit: string }
+    | { kind: "archive"; format: string; size: number };
+  dockerfilePath: string;
+  contextDir: string;
+  tags: string[];
+  requestedBy: EventActor;
+  queuedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  attempts: number;
+  host: string | null;
+  digest: string | null;
+  error: string | null;
+}
+
+export interface BuildDetailView extends BuildView {
+  phases: { phase: BuildPhase; at: string; attempt: number; detail?: string }[];
+  /** Log lines stored so far (the highest sequence number). */
+  logLines: number;
+}

@@ -2,39 +2,18 @@
 // and a build's log: `logs <repo> <id>` pages through it, `--follow` watches it live over the
 // builds API's WebSocket (reconnecting from the last line seen) until the build ends, and exits
 // non-zero unless it completed. Endpoints: workers/registry/api/builds.ts.
-import type { BuildLogEntry, BuildPhase, BuildWatchMessage } from "../../schema/builds.ts";
+import type {
+  BuildView as Build,
+  BuildDetailView as BuildDetail,
+  BuildLogEntry,
+  BuildWatchMessage,
+} from "../../schema/builds.ts";
 import type { ApiClient } from "./client.ts";
 import { type Command, type CommandContext, pathOf } from "./context.ts";
 import { CliError, EXIT, UsageError } from "./errors.ts";
 import { type Column, details, formatTime, listOrEmpty } from "./output.ts";
 
 // ---- what the API returns (workers/registry/services/builds.ts) --------------------------------
-
-interface Build {
-  id: string;
-  repository: string;
-  triggerId: string | null;
-  phase: BuildPhase;
-  source:
-    | { kind: "git"; cloneUrl: string; ref: string; commit: string }
-    | { kind: "archive"; format: string; size: number };
-  dockerfilePath: string;
-  contextDir: string;
-  tags: string[];
-  requestedBy: { kind: string; name?: string };
-  queuedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  attempts: number;
-  host: string | null;
-  digest: string | null;
-  error: string | null;
-}
-
-interface BuildDetail extends Build {
-  phases: { phase: BuildPhase; at: string; attempt: number; detail?: string }[];
-  logLines: number;
-}
 
 interface LogPage {
   lines: BuildLogEntry[];

@@ -5,8 +5,12 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { BUILD_LOG_RETENTION_MS } from "../../durable-objects/build-object.ts";
-import type { BuildJob, BuildRequest } from "../../schema/builds.ts";
-import type { BuildDetail, BuildView } from "../../workers/registry/services/builds.ts";
+import type {
+  BuildDetailView as BuildDetail,
+  BuildJob,
+  BuildRequest,
+  BuildView,
+} from "../../schema/builds.ts";
 import { recordBuild } from "../../workers/registry/services/builds.ts";
 import {
   apiAs,

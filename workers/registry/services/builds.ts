@@ -5,17 +5,15 @@
 import { and, desc, eq, sql } from "drizzle-orm";
 import type { BuildCoordinator } from "../../../durable-objects/build-coordinator.ts";
 import { COORDINATOR_NAME } from "../../../durable-objects/build-coordinator.ts";
-import type {
-  BuildObject,
-  BuildPhaseRecord,
-  LogPage,
-} from "../../../durable-objects/build-object.ts";
+import type { BuildObject, LogPage } from "../../../durable-objects/build-object.ts";
 import { normalizeSourcePath } from "../../../schema/build-triggers.ts";
 import {
   BUILD_PHASES,
+  type BuildDetailView,
   type BuildPhase,
   type BuildRequest,
   type BuildSource,
+  type BuildView,
 } from "../../../schema/builds.ts";
 import { builds, repositories } from "../../../schema/db/d1.ts";
 import type { ActorKind, EventActor } from "../../../schema/events.ts";
@@ -210,34 +208,6 @@ export async function forgetBuild(db: D1Database, buildId: string): Promise<void
 
 // ---- views -----------------------------------------------------------------------------------
 
-export interface BuildView {
-  id: string;
-  repository: string;
-  triggerId: string | null;
-  phase: BuildPhase;
-  /** Where the files come from; an upload's storage key is not shown. */
-  source:
-    | { kind: "git"; cloneUrl: string; ref: string; commit: string }
-    | { kind: "archive"; format: string; size: number };
-  dockerfilePath: string;
-  contextDir: string;
-  tags: string[];
-  requestedBy: EventActor;
-  queuedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  attempts: number;
-  host: string | null;
-  digest: string | null;
-  error: string | null;
-}
-
-export interface BuildDetail extends BuildView {
-  phases: (Omit<BuildPhaseRecord, "at"> & { at: string })[];
-  /** Log lines stored so far (the highest sequence number). */
-  logLines: number;
-}
-
 type BuildRow = typeof builds.$inferSelect;
 
 function viewOf(row: BuildRow): BuildView {
@@ -320,7 +290,7 @@ export async function describeBuild(
   objects: BuildObjects,
   repository: string,
   id: string,
-): Promise<BuildDetail> {
+): Promise<BuildDetailView> {
   await requireBuildAccess(ctx, repository, "pull", "seeing builds");
   const row = await buildRow(ctx, repository, id);
   const view = viewOf(row);
@@ -346,7 +316,7 @@ export async function cancelBuild(
   objects: BuildObjects,
   repository: string,
   id: string,
-): Promise<BuildDetail> {
+): Promise<BuildDetailView> {
   await requireBuildAccess(ctx, repository, "push", "cancelling a build");
   await buildRow(ctx, repository, id);
   const by = actorOf(ctx.caller);
