@@ -3,7 +3,7 @@
 // buildah into an OCI archive with storage of its own, so the host's containers storage is
 // untouched.
 import { execFile } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, symlink } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -52,9 +52,4 @@ export async function buildBusyboxBaseImage(): Promise<BaseImageArchive> {
     await rm(work, { recursive: true, force: true });
     throw error;
   }
-}
-
-/** The busybox binary, for contexts that COPY it themselves. */
-export function busyboxBinary(): Promise<Buffer> {
-  return readFile("/bin/busybox");
 }

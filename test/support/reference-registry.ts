@@ -8,9 +8,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./registry-process.ts";
 
 export interface ReferenceRegistryOptions {
   /** Loopback port; a free one is picked when omitted. */
@@ -119,19 +119,6 @@ ${authYaml}`;
       if (ownDir) await rm(dir, { recursive: true, force: true });
     },
   };
-}
-
-/** Asks the kernel for a free loopback port. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 // Combined log format, as gorilla/handlers writes it: `host - user [time] "METHOD uri HTTP/1.1"
